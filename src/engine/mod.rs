@@ -1,0 +1,16 @@
+//! The engine: everything that runs the network to produce answers. Generation and sampling
+//! here; batched prompts, exact option scoring and constraints build on the same forward pass.
+
+pub mod generate;
+pub mod sampling;
+
+pub use generate::{Generation, StopReason};
+pub use sampling::SamplingParams;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("inference failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}

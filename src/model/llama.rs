@@ -1,0 +1,354 @@
+//! The Llama architecture, written once for every weight format and every batch shape.
+//!
+//! candle-transformers' own Llama keeps one KV cache per model, a fixed context cap and a
+//! single sequence; personas needs many sequences at once, per-row positions and logits at
+//! chosen positions only. GGUF and safetensors checkpoints both load into [`Llama`]; they differ
+//! only in how the rotary embedding pairs dimensions (GGUF permutes Q/K for llama.cpp's
+//! interleaved rope, Hugging Face checkpoints rotate halves), which [`Config::rope_interleaved`]
+//! records.
+
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device, Module, Tensor, D};
+
+use super::cache::{Cache, LayerCache};
+
+/// Hyper-parameters, named as in Hugging Face's `config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub vocab_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    /// Training context length; a hint for users, never a cap (the cache grows on demand).
+    pub max_position_embeddings: usize,
+    /// Llama 3.x frequency scaling, already folded into per-pair divisors.
+    pub rope_freq_factors: Option<Vec<f32>>,
+    /// Linear position scaling (`rope.scaling.type = linear`).
+    pub rope_linear_factor: Option<f64>,
+    /// True for GGUF (adjacent pairs), false for Hugging Face layouts (rotate halves).
+    pub rope_interleaved: bool,
+}
+
+impl Config {
+    pub fn group_size(&self) -> usize {
+        self.num_attention_heads / self.num_key_value_heads
+    }
+
+    /// Inverse frequencies per rotary pair, with Llama 3 scaling and linear scaling applied.
+    pub fn inv_freq(&self) -> Vec<f64> {
+        let half = self.head_dim / 2;
+        (0..half)
+            .map(|i| {
+                let mut f = 1.0 / self.rope_theta.powf(2.0 * i as f64 / self.head_dim as f64);
+                if let Some(factors) = &self.rope_freq_factors {
+                    f /= factors.get(i).copied().unwrap_or(1.0) as f64;
+                }
+                if let Some(linear) = self.rope_linear_factor {
+                    f /= linear;
+                }
+                f
+            })
+            .collect()
+    }
+}
+
+/// Llama 3 rope scaling as Hugging Face describes it in `config.json`, turned into the per-pair
+/// divisors that llama.cpp stores as `rope_freqs.weight`, so both formats share one code path.
+pub fn llama3_freq_factors(
+    head_dim: usize,
+    rope_theta: f64,
+    factor: f64,
+    low_freq_factor: f64,
+    high_freq_factor: f64,
+    original_max_position: f64,
+) -> Vec<f32> {
+    let low_wavelen = original_max_position / low_freq_factor;
+    let high_wavelen = original_max_position / high_freq_factor;
+    (0..head_dim / 2)
+        .map(|i| {
+            let freq = 1.0 / rope_theta.powf(2.0 * i as f64 / head_dim as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            let scaled = if wavelen < high_wavelen {
+                freq
+            } else if wavelen > low_wavelen {
+                freq / factor
+            } else {
+                let smooth = (original_max_position / wavelen - low_freq_factor)
+                    / (high_freq_factor - low_freq_factor);
+                (1.0 - smooth) * freq / factor + smooth * freq
+            };
+            (freq / scaled) as f32
+        })
+        .collect()
+}
+
+/// A projection whose weights are either quantized blocks or a dense matrix.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    inner: QMatMul,
+}
+
+impl Linear {
+    pub fn new(inner: QMatMul) -> Self {
+        Self { inner }
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        self.inner.forward(xs)
+    }
+}
+
+/// Token embeddings: quantized tables are looked up row by row without dequantizing the whole.
+#[derive(Debug, Clone)]
+pub enum Embedding {
+    Quantized(std::sync::Arc<candle_core::quantized::QTensor>),
+    Dense(Tensor),
+}
+
+impl Embedding {
+    fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Embedding::Quantized(q) => q.embedding(ids),
+            Embedding::Dense(t) => {
+                let mut shape = ids.dims().to_vec();
+                shape.push(t.dim(1)?);
+                t.index_select(&ids.flatten_all()?, 0)?.reshape(shape)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub attn_norm: Tensor,
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub wo: Linear,
+    pub ffn_norm: Tensor,
+    pub w_gate: Linear,
+    pub w_up: Linear,
+    pub w_down: Linear,
+}
+
+/// Where the caller wants logits: sampling needs the last position, scoring every position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsAt {
+    Last,
+    All,
+}
+
+pub struct Llama {
+    pub cfg: Config,
+    pub embed: Embedding,
+    pub blocks: Vec<Block>,
+    pub norm: Tensor,
+    pub lm_head: Linear,
+    pub device: Device,
+    inv_freq: Vec<f64>,
+}
+
+impl Llama {
+    pub fn new(
+        cfg: Config,
+        embed: Embedding,
+        blocks: Vec<Block>,
+        norm: Tensor,
+        lm_head: Linear,
+        device: Device,
+    ) -> Self {
+        let inv_freq = cfg.inv_freq();
+        Self {
+            cfg,
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            device,
+            inv_freq,
+        }
+    }
+
+    /// A cache for `batch` rows sized for `capacity` tokens; it grows past that when needed.
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> candle_core::Result<Cache> {
+        Cache::new(
+            self.cfg.num_hidden_layers,
+            batch,
+            self.cfg.num_key_value_heads,
+            self.cfg.head_dim,
+            capacity,
+            &self.device,
+        )
+    }
+
+    /// cos/sin tables for the given absolute positions, shaped (B, T, head_dim/2).
+    fn rope_tables(
+        &self,
+        positions: &[u32],
+        batch: usize,
+        seq: usize,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(positions.len() * half);
+        let mut sin = Vec::with_capacity(positions.len() * half);
+        for &p in positions {
+            for &f in &self.inv_freq {
+                let angle = p as f64 * f;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        let cos = Tensor::from_vec(cos, (batch, seq, half), &self.device)?;
+        let sin = Tensor::from_vec(sin, (batch, seq, half), &self.device)?;
+        Ok((cos, sin))
+    }
+
+    /// Runs `tokens` (B rows of T tokens) after what `cache` already holds, appending their keys
+    /// and values. Row `b` may ignore cached positions listed in `pad` (left padding), so rows of
+    /// different prompt lengths share one batch. Returns logits (B, vocab) or (B, T, vocab).
+    pub fn forward(
+        &self,
+        tokens: &[Vec<u32>],
+        cache: &mut Cache,
+        at: LogitsAt,
+    ) -> candle_core::Result<Tensor> {
+        let batch = tokens.len();
+        let seq = tokens.first().map_or(0, |t| t.len());
+        if batch == 0 || seq == 0 {
+            candle_core::bail!("forward needs at least one token per row");
+        }
+        if tokens.iter().any(|t| t.len() != seq) {
+            candle_core::bail!("every row of a batch must have the same number of new tokens");
+        }
+        if cache.batch() != batch {
+            candle_core::bail!(
+                "cache holds {} rows but the batch has {batch}",
+                cache.batch()
+            );
+        }
+        let start = cache.len();
+        let mut positions = Vec::with_capacity(batch * seq);
+        for row in 0..batch {
+            let offset = cache.pad(row);
+            for i in 0..seq {
+                positions.push((start + i - offset.min(start + i)) as u32);
+            }
+        }
+        let (cos, sin) = self.rope_tables(&positions, batch, seq)?;
+        let mask = self.mask(cache, seq)?;
+        let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
+        let ids = Tensor::from_vec(flat, (batch, seq), &self.device)?;
+        let mut xs = self.embed.forward(&ids)?;
+        cache.reserve(start + seq)?;
+        for (block, layer) in self.blocks.iter().zip(cache.layers_mut()) {
+            let h = candle_nn::ops::rms_norm(&xs, &block.attn_norm, self.cfg.rms_norm_eps as f32)?;
+            let h = self.attention(block, &h, layer, start, &cos, &sin, mask.as_ref())?;
+            xs = (xs + h)?;
+            let h = candle_nn::ops::rms_norm(&xs, &block.ffn_norm, self.cfg.rms_norm_eps as f32)?;
+            let gate = candle_nn::ops::silu(&block.w_gate.forward(&h)?)?;
+            let up = block.w_up.forward(&h)?;
+            xs = (xs + block.w_down.forward(&(gate * up)?)?)?;
+        }
+        cache.advance(seq);
+        let xs = match at {
+            LogitsAt::Last => xs.narrow(1, seq - 1, 1)?.squeeze(1)?,
+            LogitsAt::All => xs,
+        };
+        let xs = candle_nn::ops::rms_norm(&xs, &self.norm, self.cfg.rms_norm_eps as f32)?;
+        self.lm_head.forward(&xs)?.to_dtype(DType::F32)
+    }
+
+    /// Additive mask of shape (B, 1, group*T, L): causal inside the new tokens, and hiding each
+    /// row's left padding. `None` when nothing is hidden (one new token, no padding).
+    fn mask(&self, cache: &Cache, seq: usize) -> candle_core::Result<Option<Tensor>> {
+        let batch = cache.batch();
+        let start = cache.len();
+        let total = start + seq;
+        let padded = (0..batch).any(|b| cache.pad(b) > 0);
+        if seq == 1 && !padded {
+            return Ok(None);
+        }
+        let group = self.cfg.group_size();
+        let mut data = Vec::with_capacity(batch * group * seq * total);
+        for b in 0..batch {
+            let pad = cache.pad(b);
+            for _ in 0..group {
+                for i in 0..seq {
+                    for j in 0..total {
+                        // A padding query still sees itself, so its (unused) output stays
+                        // finite: NaN in the cache would poison later rows via 0 * NaN.
+                        let hidden = j > start + i || (j < pad && j != start + i);
+                        data.push(if hidden { f32::NEG_INFINITY } else { 0.0 });
+                    }
+                }
+            }
+        }
+        Tensor::from_vec(data, (batch, 1, group * seq, total), &self.device).map(Some)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        block: &Block,
+        xs: &Tensor,
+        layer: &mut LayerCache,
+        start: usize,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t, _) = xs.dims3()?;
+        let cfg = &self.cfg;
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let q = block.wq.forward(xs)?;
+        let k = block.wk.forward(xs)?;
+        let v = block.wv.forward(xs)?;
+        let q = q.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous()?;
+        let k = k.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        let (q, k) = if cfg.rope_interleaved {
+            (
+                candle_nn::rotary_emb::rope_i(&q, cos, sin)?,
+                candle_nn::rotary_emb::rope_i(&k, cos, sin)?,
+            )
+        } else {
+            (
+                candle_nn::rotary_emb::rope(&q, cos, sin)?,
+                candle_nn::rotary_emb::rope(&k, cos, sin)?,
+            )
+        };
+
+        layer.write(&k, &v, start)?;
+        let (k_all, v_all) = layer.view(start + t)?;
+        // Heads sharing a KV head sit next to each other, so folding the group into the query
+        // axis lets one matmul serve the whole group without repeating K/V per head.
+        let q = q.reshape((b, nkv, cfg.group_size() * t, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (q.matmul(&k_all.t()?)? * scale)?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs.matmul(&v_all)?;
+        let out = out
+            .reshape((b, nh, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
+        block.wo.forward(&out)
+    }
+
+    /// Log-softmax over the vocabulary of a logits row, in f32 on the host.
+    pub fn log_softmax(logits: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::log_softmax(logits, D::Minus1)
+    }
+}

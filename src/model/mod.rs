@@ -1,0 +1,166 @@
+//! Model loading: weights already on disk (see `hub` for getting them there) into a runnable
+//! [`Model`]: the Llama network, its tokenizer and its chat template.
+//!
+//! Finding files and loading them are separate steps, so every loader works offline on paths.
+
+pub mod cache;
+pub mod gguf;
+pub mod llama;
+pub mod safetensors;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+
+use crate::tokenizer::Tokenizer;
+pub use cache::Cache;
+pub use llama::{Config, Llama, LogitsAt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{path}` is not a valid model file: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error("`{path}` has no `{key}`; hint: is this a complete llama checkpoint?")]
+    Missing { path: PathBuf, key: String },
+    #[error("`{path}`: cannot load tensor `{name}`: {message}")]
+    Tensor {
+        path: PathBuf,
+        name: String,
+        message: String,
+    },
+    #[error("`{path}`: unsupported {what}")]
+    Unsupported { path: PathBuf, what: String },
+    #[error("device `{spec}`: {message}")]
+    Device { spec: String, message: String },
+    #[error("`{path}`: no tokenizer: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+}
+
+impl LoadError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    pub(crate) fn format(path: &Path, e: impl std::fmt::Display) -> Self {
+        LoadError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+    pub(crate) fn missing(path: &Path, key: &str) -> Self {
+        LoadError::Missing {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+        }
+    }
+    pub(crate) fn tensor(path: &Path, name: &str, e: impl std::fmt::Display) -> Self {
+        LoadError::Tensor {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Parses `cpu`, `cuda`, `cuda:N` or `metal` into a candle device.
+pub fn device(spec: &str) -> Result<Device, LoadError> {
+    let err = |message: String| LoadError::Device {
+        spec: spec.to_string(),
+        message,
+    };
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        "metal" => Device::new_metal(0)
+            .map_err(|e| err(format!("{e}; hint: build with `--features metal`"))),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal = match s.strip_prefix("cuda:") {
+                Some(n) => n
+                    .parse::<usize>()
+                    .map_err(|_| err("expected `cuda:N` with N a GPU number".into()))?,
+                None => 0,
+            };
+            Device::new_cuda(ordinal)
+                .map_err(|e| err(format!("{e}; hint: build with `--features cuda`")))
+        }
+        _ => Err(err("expected `cpu`, `cuda`, `cuda:N` or `metal`".into())),
+    }
+}
+
+/// Files that make up one model on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelFiles {
+    /// A GGUF file, with an optional tokenizer.json (+ tokenizer_config.json) beside it.
+    Gguf {
+        path: PathBuf,
+        tokenizer: Option<PathBuf>,
+    },
+    /// A directory with config.json, safetensors weights and tokenizer files.
+    Safetensors { dir: PathBuf },
+}
+
+impl ModelFiles {
+    pub fn main_path(&self) -> &Path {
+        match self {
+            ModelFiles::Gguf { path, .. } => path,
+            ModelFiles::Safetensors { dir } => dir,
+        }
+    }
+}
+
+/// A loaded model: network, tokenizer and chat template.
+pub struct Model {
+    pub llama: Llama,
+    pub tokenizer: Tokenizer,
+    pub chat_template: Option<String>,
+    pub files: ModelFiles,
+}
+
+impl Model {
+    /// Loads weights and tokenizer. `template_override` replaces the checkpoint's template.
+    pub fn load(
+        files: &ModelFiles,
+        device: &Device,
+        template_override: Option<String>,
+    ) -> Result<Self, LoadError> {
+        let (llama, tokenizer) = match files {
+            ModelFiles::Gguf { path, tokenizer } => {
+                let content = gguf::read_content(path)?;
+                let tok = match tokenizer {
+                    Some(t) => Tokenizer::from_file(t, None),
+                    None => Tokenizer::from_gguf(&content),
+                }
+                .map_err(|e| LoadError::Tokenizer {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                (gguf::load(path, &content, device)?, tok)
+            }
+            ModelFiles::Safetensors { dir } => {
+                let tok_path = dir.join("tokenizer.json");
+                let cfg_path = dir.join("tokenizer_config.json");
+                let cfg_path = cfg_path.exists().then_some(cfg_path);
+                let tok = Tokenizer::from_file(&tok_path, cfg_path.as_deref()).map_err(|e| {
+                    LoadError::Tokenizer {
+                        path: dir.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+                (safetensors::load(dir, device)?, tok)
+            }
+        };
+        let chat_template = template_override.or_else(|| tokenizer.chat_template());
+        Ok(Self {
+            llama,
+            tokenizer,
+            chat_template,
+            files: files.clone(),
+        })
+    }
+}
