@@ -20,7 +20,7 @@ Workloads (identical on both sides)
     Prompt: the fixed English paragraph PARAGRAPH below, repeated REPEAT_PARAGRAPH times joined by
     "\n\n", is written to a UTF-8 file (no BOM, no trailing newline). Both sides tokenize the whole
     file text with special tokens parsed and no BOS added (SmolLM2's GGUF has add_bos=false) and
-    keep the first --prefill ids. The text is long enough for any --prefill up to ~1500 tokens.
+    keep the first --prefill ids. The text is 1606 tokens long (SmolLM2), enough for any --prefill up to 1600.
     prefill: one forward pass over the --prefill prompt ids from an empty KV cache (n_batch 512, so
              the whole prompt in one batch), logits needed only at the last position.
              prefill_tok_s = prefill / seconds.

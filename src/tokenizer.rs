@@ -1,19 +1,1015 @@
-//! TEMPORARY stub until the real tokenizer module lands.
-use std::path::Path;
-pub struct Tokenizer;
+//! Text to token ids and back, built on the `tokenizers` crate.
+//!
+//! A [`Tokenizer`] comes from a Hugging Face `tokenizer.json` (plus `tokenizer_config.json` for
+//! BOS/EOS, `add_bos_token` and the chat template), or from the vocabulary in a GGUF file's
+//! metadata. GGUF vocabularies are rebuilt as `tokenizers` pipelines that reproduce llama.cpp,
+//! the program GGUF files are made for:
+//!
+//! * `tokenizer.ggml.model = "gpt2"`: byte-level BPE with ranked merges. Text is first split by
+//!   the regexes llama.cpp (`llama-vocab.cpp`) uses for the file's `tokenizer.ggml.pre`, applied
+//!   one after the other, each keeping the text between matches as pieces too.
+//! * `tokenizer.ggml.model = "llama"`: SentencePiece BPE. llama.cpp repeatedly merges the
+//!   adjacent pair whose concatenation is the highest-scoring token; a BPE whose merges are all
+//!   two-token splits of every token, ranked by that token's score, does the same. Spaces become
+//!   `▁`, each run of text gets a `▁` prefix (`add_space_prefix`), and characters outside the
+//!   vocabulary fall back to `<0xNN>` byte tokens.
+//!
+//! Control, unknown and user-defined tokens become added tokens, so chat markup such as
+//! `<|im_start|>` encodes to its single id, as llama.cpp does with special-token parsing on.
+//! [`Tokenizer::encode`] always parses them: our prompts come from our own chat templates.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use tokenizers::decoders::{
+    byte_fallback::ByteFallback, byte_level::ByteLevel as ByteLevelDecoder,
+};
+use tokenizers::decoders::{fuse::Fuse, sequence::Sequence as DecoderSequence, strip::Strip};
+use tokenizers::models::bpe::{Merges, Vocab, BPE};
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::tokenizer::Decoder as _;
+use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper};
+
+/// Errors from loading a tokenizer or from encoding and decoding.
 #[derive(Debug, thiserror::Error)]
-#[error("stub")]
-pub struct TokenizerError;
+pub enum TokenizerError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `tokenizer_config.json` is not valid JSON.
+    #[error("cannot parse {path}: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// GGUF tokenizer metadata is missing or has the wrong type.
+    #[error("GGUF tokenizer metadata: {0}")]
+    Metadata(String),
+    /// The GGUF names a tokenizer model we do not implement.
+    #[error("unsupported GGUF tokenizer model {0:?} (supported: \"gpt2\", \"llama\")")]
+    UnsupportedModel(String),
+    /// An error from the `tokenizers` crate (loading, encoding or decoding).
+    #[error("tokenizer: {0}")]
+    Tokenizers(#[source] tokenizers::Error),
+}
+
+/// Result alias for this module.
+pub type Result<T, E = TokenizerError> = std::result::Result<T, E>;
+
+/// Token texts that end a turn or a document. llama.cpp stops on these whatever the file's
+/// token types say, and so do we.
+const STOP_TEXTS: &[&str] = &[
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end_of_text|>",
+    "<|endoftext|>",
+    "<end_of_turn>",
+];
+
+/// GGUF `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
+mod token_type {
+    pub const NORMAL: i32 = 1;
+    pub const UNKNOWN: i32 = 2;
+    pub const CONTROL: i32 = 3;
+    pub const USER_DEFINED: i32 = 4;
+    pub const BYTE: i32 = 6;
+}
+
+/// GPT-2's pre-tokenizer regex.
+const RE_GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+/// Each digit on its own (SmolLM, StarCoder and others run this before [`RE_GPT2`]).
+const RE_DIGIT: &str = r"\p{N}";
+/// Llama 3's regex, with the contractions spelled out per case as llama.cpp has them: `(?i:)`
+/// would also let Unicode case folding match `'ſ` for `'s`.
+const RE_LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen 2's regex: Llama 3's with single digits.
+const RE_QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// How llama.cpp splits text for a byte-level BPE vocabulary, by `tokenizer.ggml.pre`.
+struct PreTokenization {
+    /// Regexes applied in turn, each splitting the pieces the previous one left.
+    regexes: &'static [&'static str],
+    /// Take a whole word when it is itself a token, skipping merges (Llama 3).
+    ignore_merges: bool,
+    /// llama.cpp's BOS default for this family when the file does not say.
+    add_bos: bool,
+}
+
+impl PreTokenization {
+    fn for_pre(pre: &str) -> Option<Self> {
+        let (regexes, ignore_merges, add_bos): (&'static [&'static str], _, _) = match pre {
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
+            | "midm-2.0" | "lfm2" => (&[RE_LLAMA3], true, true),
+            "dbrx" | "smaug-bpe" => (&[RE_LLAMA3], false, false),
+            "qwen2" | "deepseek-r1-qwen" | "stablelm2" | "megrez" | "hunyuan" => {
+                (&[RE_QWEN2], false, false)
+            }
+            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
+            | "minerva-7b" => (&[RE_DIGIT, RE_GPT2], false, false),
+            "gpt-2" | "phi-2" | "mpt" | "olmo" | "jais" | "exaone4" | "gigachat" | "mellum" => {
+                (&[RE_GPT2], false, false)
+            }
+            _ => return None,
+        };
+        Some(Self {
+            regexes,
+            ignore_merges,
+            add_bos,
+        })
+    }
+
+    fn pre_tokenizer(&self) -> Result<PreTokenizerWrapper> {
+        let mut steps = Vec::new();
+        for re in self.regexes {
+            let pattern = SplitPattern::Regex((*re).to_owned());
+            let split = Split::new(pattern, tokenizers::SplitDelimiterBehavior::Isolated, false);
+            steps.push(PreTokenizerWrapper::Split(
+                split.map_err(TokenizerError::Tokenizers)?,
+            ));
+        }
+        // The splits did the work; ByteLevel only maps each byte to its printable character.
+        steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(
+            false, false, false,
+        )));
+        Ok(PreTokenizerWrapper::Sequence(PreTokenizerSequence::new(
+            steps,
+        )))
+    }
+}
+
+/// How one token's text maps to the text it stands for (see [`Tokenizer::token_text`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PieceStyle {
+    /// GPT-2 byte-level: each character stands for one byte.
+    ByteLevel,
+    /// SentencePiece: `▁` is a space and `<0xNN>` a raw byte.
+    SentencePiece,
+    /// Anything else: ask the tokenizer's decoder.
+    Decoder,
+}
+
+/// A tokenizer with the special tokens and chat template of its model.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    style: PieceStyle,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    /// End-of-turn / end-of-message ids named by GGUF metadata.
+    eog: Vec<u32>,
+    add_bos: bool,
+    vocab_size: usize,
+    chat_template: Option<String>,
+}
+
+impl fmt::Debug for Tokenizer {
+    // Not derived: the inner tokenizer would print the whole vocabulary.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size)
+            .field("bos", &self.bos_token())
+            .field("eos", &self.eos_token())
+            .field("add_bos", &self.add_bos)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Tokenizer {
-    pub fn from_gguf(
-        _c: &candle_core::quantized::gguf_file::Content,
-    ) -> Result<Self, TokenizerError> {
-        Ok(Tokenizer)
+    /// Loads a Hugging Face `tokenizer.json`, with `tokenizer_config.json` (when given) for the
+    /// BOS/EOS tokens, `add_bos_token` and `chat_template`.
+    ///
+    /// Without a config, BOS/EOS are guessed from well-known token names, and BOS is added when
+    /// the tokenizer's own post-processor adds it (as Llama 3's does).
+    pub fn from_file(tokenizer_json: &Path, config_json: Option<&Path>) -> Result<Self> {
+        let inner =
+            tokenizers::Tokenizer::from_file(tokenizer_json).map_err(TokenizerError::Tokenizers)?;
+        let config = config_json.map(read_config).transpose()?;
+        let config = |key: &str| config.as_ref().and_then(|c| c.get(key));
+        let special = |key: &str, fallbacks: &[&str]| {
+            config(key)
+                .and_then(special_token_content)
+                .and_then(|t| inner.token_to_id(&t))
+                .or_else(|| fallbacks.iter().find_map(|t| inner.token_to_id(t)))
+        };
+        let bos = special("bos_token", &["<|begin_of_text|>", "<s>", "<bos>"]);
+        let eos = special(
+            "eos_token",
+            &["<|eot_id|>", "<|im_end|>", "</s>", "<eos>", "<|endoftext|>"],
+        );
+        let add_bos = match config("add_bos_token").and_then(|v| v.as_bool()) {
+            Some(add) => add,
+            None => bos.is_some_and(|bos| {
+                let with_special = inner.encode_fast("", true);
+                with_special.is_ok_and(|e| e.get_ids().first() == Some(&bos))
+            }),
+        };
+        let style = match inner.get_decoder().map(serde_json::to_string) {
+            Some(Ok(json)) if json.contains("\"ByteLevel\"") => PieceStyle::ByteLevel,
+            Some(Ok(json)) if json.contains("Metaspace") || json.contains("ByteFallback") => {
+                PieceStyle::SentencePiece
+            }
+            _ => PieceStyle::Decoder,
+        };
+        Ok(Self {
+            vocab_size: inner.get_vocab_size(true),
+            inner,
+            style,
+            bos,
+            eos,
+            eog: Vec::new(),
+            add_bos,
+            chat_template: config("chat_template").and_then(chat_template_from_config),
+        })
     }
-    pub fn from_file(_p: &Path, _c: Option<&Path>) -> Result<Self, TokenizerError> {
-        Ok(Tokenizer)
+
+    /// Builds the tokenizer stored in a GGUF file's metadata (`tokenizer.ggml.*`).
+    pub fn from_gguf(content: &Content) -> Result<Self> {
+        let meta = &content.metadata;
+        let model = meta_str(meta, "tokenizer.ggml.model")?;
+        let tokens = meta_strings(meta, "tokenizer.ggml.tokens")?;
+        let types = match meta.get("tokenizer.ggml.token_type") {
+            Some(_) => meta_array(meta, "tokenizer.ggml.token_type", int_value)?,
+            None => vec![token_type::NORMAL.into(); tokens.len()],
+        };
+        let vocab = GgufVocab::new(tokens, &types)?;
+        let pre = meta_str(meta, "tokenizer.ggml.pre")
+            .ok()
+            .and_then(PreTokenization::for_pre);
+        let (mut inner, style, default_add_bos) = match model {
+            "gpt2" => (
+                byte_level_bpe(meta, &vocab)?,
+                PieceStyle::ByteLevel,
+                pre.is_some_and(|p| p.add_bos),
+            ),
+            "llama" => (
+                sentencepiece(meta, &vocab)?,
+                PieceStyle::SentencePiece,
+                true,
+            ),
+            other => return Err(TokenizerError::UnsupportedModel(other.to_owned())),
+        };
+
+        // Special tokens are matched in the raw text, before any normalizer, as in llama.cpp.
+        let added = |ty: &[i32], special: bool| -> Vec<AddedToken> {
+            let tokens = vocab
+                .tokens
+                .iter()
+                .zip(&vocab.types)
+                .filter(|(_, t)| ty.contains(t));
+            tokens
+                .map(|(text, _)| AddedToken::from(text.clone(), special).normalized(false))
+                .collect()
+        };
+        inner.add_special_tokens(&added(&[token_type::CONTROL, token_type::UNKNOWN], true));
+        // User-defined tokens are not special: llama.cpp shows them even when skipping specials.
+        inner.add_tokens(&added(&[token_type::USER_DEFINED], false));
+
+        let n = vocab.tokens.len();
+        let id = |key: &str| {
+            let id = meta
+                .get(key)
+                .and_then(int_value)
+                .and_then(|v| u32::try_from(v).ok());
+            id.filter(|&id| (id as usize) < n)
+        };
+        // llama.cpp's defaults for SentencePiece files that do not name BOS/EOS.
+        let spm_default = |id: u32| (model == "llama" && (id as usize) < n).then_some(id);
+        Ok(Self {
+            inner,
+            style,
+            bos: id("tokenizer.ggml.bos_token_id").or_else(|| spm_default(1)),
+            eos: id("tokenizer.ggml.eos_token_id").or_else(|| spm_default(2)),
+            eog: ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"]
+                .iter()
+                .filter_map(|k| id(k))
+                .collect(),
+            add_bos: meta
+                .get("tokenizer.ggml.add_bos_token")
+                .and_then(|v| v.to_bool().ok())
+                .unwrap_or(default_add_bos),
+            vocab_size: n,
+            chat_template: meta_str(meta, "tokenizer.chat_template")
+                .ok()
+                .map(str::to_owned),
+        })
     }
+
+    /// Encodes `text`, parsing special tokens in it. With `add_special`, BOS is prepended when
+    /// the model wants one ([`add_bos`](Self::add_bos)).
+    pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        // BOS is added here, not by a post-processor, so that both sources behave alike.
+        let encoding = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(TokenizerError::Tokenizers)?;
+        let bos = self.bos.filter(|_| add_special && self.add_bos);
+        Ok(bos
+            .into_iter()
+            .chain(encoding.get_ids().iter().copied())
+            .collect())
+    }
+
+    /// Decodes ids to text; `skip_special` leaves out control tokens such as `<|im_end|>`.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        self.inner
+            .decode(ids, skip_special)
+            .map_err(TokenizerError::Tokenizers)
+    }
+
+    /// The text one token stands for, e.g. `" Hello"` for `ĠHello` or `▁Hello`. A token that
+    /// is only part of a UTF-8 character shows as U+FFFD; special tokens show their markup.
+    pub fn token_text(&self, id: u32) -> String {
+        let Some(piece) = self.inner.id_to_token(id) else {
+            return String::new();
+        };
+        let added = self.inner.get_added_vocabulary().simple_id_to_token(id);
+        if added.is_some() {
+            return piece;
+        }
+        match self.style {
+            PieceStyle::ByteLevel => ByteLevelDecoder::default()
+                .decode(vec![piece.clone()])
+                .unwrap_or(piece),
+            PieceStyle::SentencePiece => match parse_byte_token(&piece) {
+                Some(byte) => String::from_utf8_lossy(&[byte]).into_owned(),
+                None => piece.replace('▁', " "),
+            },
+            PieceStyle::Decoder => self.inner.decode(&[id], false).unwrap_or(piece),
+        }
+    }
+
+    /// The id of a token given its exact text (e.g. `"<|im_end|>"`).
+    pub fn token_to_id(&self, text: &str) -> Option<u32> {
+        self.inner.token_to_id(text)
+    }
+
+    /// The BOS token's id and text, if the model has one.
+    pub fn bos_token(&self) -> Option<(u32, String)> {
+        self.bos
+            .and_then(|id| Some((id, self.inner.id_to_token(id)?)))
+    }
+
+    /// The EOS token's id and text, if the model has one.
+    pub fn eos_token(&self) -> Option<(u32, String)> {
+        self.eos
+            .and_then(|id| Some((id, self.inner.id_to_token(id)?)))
+    }
+
+    /// Whether [`encode`](Self::encode) with `add_special` prepends BOS.
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    /// Ids that end generation, sorted: EOS, end-of-turn and end-of-message, and the
+    /// well-known end markers (`<|im_end|>`, `<|eot_id|>`, `<|end_of_text|>`, ...) present.
+    pub fn stop_ids(&self) -> Vec<u32> {
+        let named = STOP_TEXTS.iter().filter_map(|t| self.inner.token_to_id(t));
+        let mut ids: Vec<u32> = self
+            .eos
+            .into_iter()
+            .chain(self.eog.iter().copied())
+            .chain(named)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Number of token ids (the model's vocabulary, added tokens included).
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// The model's chat template (GGUF `tokenizer.chat_template` or `tokenizer_config.json`'s
+    /// `chat_template`), if it ships one.
     pub fn chat_template(&self) -> Option<String> {
-        None
+        self.chat_template.clone()
+    }
+
+    /// The underlying `tokenizers` tokenizer.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
+    /// A fresh [`DecodeStream`] for streaming generated ids as text.
+    pub fn decode_stream(&self, skip_special: bool) -> DecodeStream {
+        DecodeStream::new(skip_special)
+    }
+}
+
+/// Incremental detokenizer: feed generated ids one at a time, get back text pieces that are
+/// complete UTF-8, so a character split across byte tokens appears once its last byte arrives.
+///
+/// As in llama.cpp's server and text-generation-inference, each step decodes a short window of
+/// recent ids and emits what goes beyond the text already shown. The window starts at the last
+/// shown token, so decoders that drop a leading space (SentencePiece) do so only at the very
+/// start. The stream does not borrow the tokenizer, so it can be stored next to it.
+#[derive(Debug, Clone, Default)]
+pub struct DecodeStream {
+    ids: Vec<u32>,
+    /// `ids[..read_offset]` has been shown; `ids[prefix_offset..read_offset]` is context.
+    prefix_offset: usize,
+    read_offset: usize,
+    skip_special: bool,
+}
+
+impl DecodeStream {
+    /// A new stream; `skip_special` leaves control tokens out of the text.
+    pub fn new(skip_special: bool) -> Self {
+        Self {
+            skip_special,
+            ..Self::default()
+        }
+    }
+
+    /// Adds one id; returns the text it completes, if any.
+    pub fn step(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<Option<String>> {
+        self.ids.push(id);
+        let (shown, full) = self.window(tokenizer)?;
+        // A trailing U+FFFD means the last character is still incomplete: wait for more bytes.
+        if full.len() <= shown.len() || full.ends_with('\u{FFFD}') {
+            return Ok(None);
+        }
+        // Slicing by length, as text-generation-inference does; decoders keep the shorter
+        // window's text a prefix of the longer one's.
+        let Some(new_text) = full.get(shown.len()..).map(str::to_owned) else {
+            return Ok(None);
+        };
+        // The ids before the new window are never decoded again.
+        self.ids.drain(..self.read_offset);
+        self.prefix_offset = 0;
+        self.read_offset = self.ids.len();
+        Ok(Some(new_text))
+    }
+
+    /// Returns whatever is held back (an incomplete character shows as U+FFFD) and resets.
+    pub fn flush(&mut self, tokenizer: &Tokenizer) -> Result<Option<String>> {
+        let (shown, full) = self.window(tokenizer)?;
+        *self = Self::new(self.skip_special);
+        Ok(full
+            .get(shown.len()..)
+            .filter(|rest| !rest.is_empty())
+            .map(str::to_owned))
+    }
+
+    /// The text of the context ids, and of the context plus the unshown ids.
+    fn window(&self, tokenizer: &Tokenizer) -> Result<(String, String)> {
+        let shown = tokenizer.decode(
+            &self.ids[self.prefix_offset..self.read_offset],
+            self.skip_special,
+        )?;
+        Ok((
+            shown,
+            tokenizer.decode(&self.ids[self.prefix_offset..], self.skip_special)?,
+        ))
+    }
+}
+
+/// A GGUF vocabulary, cleaned up as llama.cpp does when loading it.
+struct GgufVocab {
+    tokens: Vec<String>,
+    types: Vec<i32>,
+    /// Token text to id; of duplicates the first wins.
+    ids: HashMap<String, u32>,
+}
+
+impl GgufVocab {
+    fn new(mut tokens: Vec<String>, types: &[i64]) -> Result<Self> {
+        if types.len() < tokens.len() {
+            return Err(TokenizerError::Metadata(
+                "token_type is shorter than tokens".into(),
+            ));
+        }
+        let mut types: Vec<i32> = types[..tokens.len()].iter().map(|&t| t as i32).collect();
+        let mut ids = HashMap::with_capacity(tokens.len());
+        for (i, token) in tokens.iter_mut().enumerate() {
+            if token.is_empty() {
+                *token = format!("[EMPTY_{i}]"); // llama.cpp's name; "" could never be produced
+            }
+            if ids.contains_key(token.as_str()) {
+                eprintln!("warning: GGUF vocabulary repeats {token:?} (id {i}); keeping the first");
+            } else {
+                ids.insert(token.clone(), i as u32);
+            }
+            // End markers typed as normal text would be split up; llama.cpp makes them control.
+            if types[i] == token_type::NORMAL && STOP_TEXTS.contains(&token.as_str()) {
+                types[i] = token_type::CONTROL;
+            }
+        }
+        Ok(Self { tokens, types, ids })
+    }
+
+    fn bpe_vocab(&self) -> Vocab {
+        self.ids.iter().map(|(t, &id)| (t.clone(), id)).collect()
+    }
+}
+
+/// GPT-2 style byte-level BPE from `tokenizer.ggml.tokens` / `merges` / `pre`.
+fn byte_level_bpe(meta: &Metadata, vocab: &GgufVocab) -> Result<tokenizers::Tokenizer> {
+    let pre = meta_str(meta, "tokenizer.ggml.pre").unwrap_or("");
+    let pre_tokenization = PreTokenization::for_pre(pre).unwrap_or_else(|| {
+        let note = "splitting with GPT-2's regex, which may differ from llama.cpp";
+        eprintln!("warning: unknown GGUF pre-tokenizer {pre:?}: {note}");
+        PreTokenization {
+            regexes: &[RE_GPT2],
+            ignore_merges: false,
+            add_bos: false,
+        }
+    });
+
+    let mut merges: Merges = Vec::new();
+    let mut seen = HashSet::new();
+    for merge in meta_strings(meta, "tokenizer.ggml.merges")? {
+        // As llama.cpp: the separator is the first space after the first byte.
+        let Some((pos, _)) = merge.char_indices().skip(1).find(|&(_, c)| c == ' ') else {
+            continue;
+        };
+        let (left, right) = (&merge[..pos], &merge[pos + 1..]);
+        let known = [left, right, &format!("{left}{right}")]
+            .iter()
+            .all(|t| vocab.ids.contains_key(*t));
+        // A repeated pair keeps its first rank, as in llama.cpp (`tokenizers` would keep the last).
+        if known && seen.insert((left.to_owned(), right.to_owned())) {
+            merges.push((left.to_owned(), right.to_owned()));
+        }
+    }
+
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab.bpe_vocab(), merges)
+        .ignore_merges(pre_tokenization.ignore_merges)
+        .build()
+        .map_err(TokenizerError::Tokenizers)?;
+    let mut tokenizer = tokenizers::Tokenizer::new(bpe);
+    tokenizer.with_pre_tokenizer(Some(pre_tokenization.pre_tokenizer()?));
+    tokenizer.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevelDecoder::default())));
+    Ok(tokenizer)
+}
+
+/// SentencePiece BPE from `tokenizer.ggml.tokens` / `scores` / `token_type`.
+fn sentencepiece(meta: &Metadata, vocab: &GgufVocab) -> Result<tokenizers::Tokenizer> {
+    let scores = match meta.get("tokenizer.ggml.scores") {
+        Some(_) => {
+            let score = |v: &Value| v.to_f32().ok().or_else(|| int_value(v).map(|x| x as f32));
+            meta_array(meta, "tokenizer.ggml.scores", score)?
+        }
+        None => vec![0.0; vocab.tokens.len()],
+    };
+    if scores.len() < vocab.tokens.len() {
+        return Err(TokenizerError::Metadata(
+            "scores is shorter than tokens".into(),
+        ));
+    }
+    let add_space_prefix = meta
+        .get("tokenizer.ggml.add_space_prefix")
+        .and_then(|v| v.to_bool().ok())
+        .unwrap_or(true);
+
+    let mut builder = BPE::builder()
+        .vocab_and_merges(vocab.bpe_vocab(), sentencepiece_merges(vocab, &scores))
+        .byte_fallback(true)
+        .fuse_unk(true);
+    let mut types = vocab.tokens.iter().zip(&vocab.types);
+    if let Some((unk, _)) = types.find(|(_, &t)| t == token_type::UNKNOWN) {
+        builder = builder.unk_token(unk.clone());
+    }
+    let bpe = builder.build().map_err(TokenizerError::Tokenizers)?;
+
+    let replace = |from: &str, to: &str| Replace::new(from, to).map_err(TokenizerError::Tokenizers);
+    let mut normalizers = vec![NormalizerWrapper::Replace(replace(" ", "▁")?)];
+    let mut decoders = vec![
+        DecoderWrapper::Replace(replace("▁", " ")?),
+        DecoderWrapper::ByteFallback(ByteFallback::new()),
+        DecoderWrapper::Fuse(Fuse::new()),
+    ];
+    if add_space_prefix {
+        // Per run of text between special tokens, as llama.cpp prefixes each such fragment.
+        normalizers.insert(0, NormalizerWrapper::Prepend(Prepend::new("▁".into())));
+        // The prefix is not part of the text; after Fuse, so stripped once per decode.
+        decoders.push(DecoderWrapper::Strip(Strip::new(' ', 1, 0)));
+    }
+    let mut tokenizer = tokenizers::Tokenizer::new(bpe);
+    tokenizer.with_normalizer(Some(NormalizerWrapper::Sequence(NormalizerSequence::new(
+        normalizers,
+    ))));
+    tokenizer.with_decoder(Some(DecoderWrapper::Sequence(DecoderSequence::new(
+        decoders,
+    ))));
+    Ok(tokenizer)
+}
+
+/// BPE merges equivalent to SentencePiece's score-driven merging: every split of every token
+/// into two tokens, ranked by the whole token's score, highest first.
+fn sentencepiece_merges(vocab: &GgufVocab, scores: &[f32]) -> Merges {
+    // Byte tokens are reached only by fallback; control and unknown tokens are split out of the
+    // text before the BPE sees it.
+    let mergeable = |id: u32| {
+        !matches!(
+            vocab.types[id as usize],
+            token_type::BYTE | token_type::CONTROL | token_type::UNKNOWN
+        )
+    };
+    let mut ranked: Vec<(f32, u32, &str, &str)> = Vec::new();
+    for (id, token) in vocab.tokens.iter().enumerate() {
+        let id = id as u32;
+        if !mergeable(id) || vocab.ids.get(token) != Some(&id) {
+            continue;
+        }
+        for (split, _) in token.char_indices().skip(1) {
+            let (left, right) = token.split_at(split);
+            let parts = vocab.ids.get(left).zip(vocab.ids.get(right));
+            if parts.is_some_and(|(&l, &r)| mergeable(l) && mergeable(r)) {
+                ranked.push((scores[id as usize], id, left, right));
+            }
+        }
+    }
+    // Ties (rare: scores are usually distinct) go to the lower id, then the shorter left part.
+    ranked.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then(a.1.cmp(&b.1))
+            .then(a.2.len().cmp(&b.2.len()))
+    });
+    ranked
+        .into_iter()
+        .map(|(_, _, l, r)| (l.to_owned(), r.to_owned()))
+        .collect()
+}
+
+/// The byte of a `<0xNN>` byte-fallback token.
+fn parse_byte_token(piece: &str) -> Option<u8> {
+    let hex = piece.strip_prefix("<0x")?.strip_suffix('>')?;
+    u8::from_str_radix(hex, 16).ok().filter(|_| hex.len() == 2)
+}
+
+fn read_config(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| TokenizerError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| TokenizerError::Json {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// `"bos_token": "<s>"` or `"bos_token": {"content": "<s>", ...}`.
+fn special_token_content(value: &serde_json::Value) -> Option<String> {
+    let content = value.get("content").unwrap_or(value);
+    content.as_str().map(str::to_owned)
+}
+
+/// `chat_template` is a string, or a list of `{name, template}` whose "default" is the chat one.
+fn chat_template_from_config(value: &serde_json::Value) -> Option<String> {
+    let default = || {
+        let list = value.as_array()?;
+        list.iter()
+            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))?
+            .get("template")
+    };
+    value
+        .as_str()
+        .or_else(|| default()?.as_str())
+        .map(str::to_owned)
+}
+
+type Metadata = HashMap<String, Value>;
+
+fn meta_str<'a>(meta: &'a Metadata, key: &str) -> Result<&'a str> {
+    match meta.get(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(TokenizerError::Metadata(format!("{key} is not a string"))),
+        None => Err(TokenizerError::Metadata(format!("missing {key}"))),
+    }
+}
+
+/// An array's elements, each converted by `item`.
+fn meta_array<T>(meta: &Metadata, key: &str, item: impl Fn(&Value) -> Option<T>) -> Result<Vec<T>> {
+    let bad = || TokenizerError::Metadata(format!("{key} is not an array of the expected type"));
+    match meta.get(key) {
+        Some(Value::Array(values)) => values.iter().map(|v| item(v).ok_or_else(bad)).collect(),
+        Some(_) => Err(bad()),
+        None => Err(TokenizerError::Metadata(format!("missing {key}"))),
+    }
+}
+
+fn meta_strings(meta: &Metadata, key: &str) -> Result<Vec<String>> {
+    meta_array(meta, key, |v| v.to_string().ok().cloned())
+}
+
+/// Any GGUF integer (ids are stored as U32 or I32 depending on the converter).
+fn int_value(v: &Value) -> Option<i64> {
+    Some(match *v {
+        Value::U8(x) => x.into(),
+        Value::I8(x) => x.into(),
+        Value::U16(x) => x.into(),
+        Value::I16(x) => x.into(),
+        Value::U32(x) => x.into(),
+        Value::I32(x) => x.into(),
+        Value::U64(x) => i64::try_from(x).ok()?,
+        Value::I64(x) => x,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+
+    /// SmolLM2-135M-Instruct's tokenizer, from the GGUF the llama.cpp reference ids came from.
+    fn smollm() -> &'static Tokenizer {
+        static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
+        TOKENIZER.get_or_init(|| {
+            let Some(path) = std::env::var_os("PERSONAS_TEST_GGUF") else {
+                panic!(
+                    "PERSONAS_TEST_GGUF is not set: run scripts/test, which fetches the test model"
+                )
+            };
+            let mut file = std::fs::File::open(&path).expect("PERSONAS_TEST_GGUF");
+            Tokenizer::from_gguf(&Content::read(&mut file).expect("GGUF header"))
+                .expect("tokenizer")
+        })
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Case {
+        from: String,
+        text: String,
+        ids: Vec<u32>,
+    }
+
+    /// llama.cpp's ids for every string in the reference (special tokens parsed, no BOS).
+    fn llamacpp_cases() -> Vec<Case> {
+        #[derive(serde::Deserialize)]
+        struct Fixture {
+            cases: Vec<Case>,
+        }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/llamacpp_tokenize.json"
+        );
+        let fixture: Fixture =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        fixture.cases
+    }
+
+    #[test]
+    fn gguf_ids_match_llama_cpp_for_every_reference_string() {
+        let cases = llamacpp_cases();
+        assert_eq!(
+            cases.len(),
+            23 + 4 + 3,
+            "tokenize strings, next_token and greedy prompts"
+        );
+        let mismatches: Vec<String> = cases
+            .iter()
+            .filter_map(|case| {
+                let ids = smollm().encode(&case.text, false).unwrap();
+                let msg = format!(
+                    "{} {:?}:\n  ours      {ids:?}\n  llama.cpp {:?}",
+                    case.from, case.text, case.ids
+                );
+                (ids != case.ids).then_some(msg)
+            })
+            .collect();
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    }
+
+    #[test]
+    fn gguf_decode_round_trips() {
+        let tok = smollm();
+        for case in llamacpp_cases() {
+            assert_eq!(tok.decode(&case.ids, false).unwrap(), case.text);
+        }
+        let ids = tok
+            .encode("<|im_start|>user\nHi<|im_end|>\n", false)
+            .unwrap();
+        assert_eq!(
+            tok.decode(&ids, true).unwrap(),
+            "user\nHi\n",
+            "control tokens skipped"
+        );
+    }
+
+    #[test]
+    fn gguf_special_tokens_and_metadata() {
+        let tok = smollm();
+        assert_eq!(tok.vocab_size(), 49152);
+        assert_eq!(tok.bos_token(), Some((1, "<|im_start|>".to_owned())));
+        assert_eq!(tok.eos_token(), Some((2, "<|im_end|>".to_owned())));
+        assert!(!tok.add_bos(), "SmolLM2's GGUF has add_bos_token = false");
+        assert_eq!(
+            tok.encode("Hi", true).unwrap(),
+            tok.encode("Hi", false).unwrap()
+        );
+        // <|endoftext|> (0) and <|im_end|> (2) both end generation in llama.cpp.
+        assert_eq!(tok.stop_ids(), [0, 2]);
+        assert!(tok.chat_template().unwrap().contains("<|im_start|>"));
+        assert_eq!(tok.token_text(19556), "Hello");
+        assert_eq!(tok.token_text(2899), " leading");
+        assert_eq!(tok.token_text(198), "\n");
+        assert_eq!(tok.token_text(1), "<|im_start|>");
+    }
+
+    /// Streams `ids` one at a time and returns the pieces.
+    fn stream(tok: &Tokenizer, ids: &[u32]) -> Vec<String> {
+        let mut stream = tok.decode_stream(false);
+        let mut pieces: Vec<String> = ids
+            .iter()
+            .filter_map(|&id| stream.step(tok, id).unwrap())
+            .collect();
+        pieces.extend(stream.flush(tok).unwrap());
+        pieces
+    }
+
+    #[test]
+    fn decode_stream_reassembles_multibyte_characters() {
+        let tok = smollm();
+        let text = "日本語 🙂";
+        let ids = tok.encode(text, false).unwrap();
+        // The characters really are split across tokens: decoded one by one they break.
+        assert!(ids
+            .iter()
+            .any(|&id| tok.token_text(id).contains('\u{FFFD}')));
+        let pieces = stream(tok, &ids);
+        assert!(pieces.iter().all(|p| !p.contains('\u{FFFD}')), "{pieces:?}");
+        assert_eq!(pieces.concat(), text);
+        for case in llamacpp_cases() {
+            assert_eq!(stream(tok, &case.ids).concat(), case.text);
+        }
+
+        // An incomplete character is held back, and flushed as U+FFFD.
+        let smiley = tok.encode("🙂", false).unwrap();
+        let mut stream = tok.decode_stream(false);
+        assert_eq!(stream.step(tok, smiley[0]).unwrap(), None);
+        assert_eq!(stream.flush(tok).unwrap().as_deref(), Some("\u{FFFD}"));
+    }
+
+    #[test]
+    fn tokenizer_config_fields() {
+        let list = serde_json::json!([{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]);
+        assert_eq!(chat_template_from_config(&list).as_deref(), Some("D"));
+        assert_eq!(
+            chat_template_from_config(&serde_json::json!("S")).as_deref(),
+            Some("S")
+        );
+        let bos = serde_json::json!({"content": "<s>", "lstrip": false});
+        assert_eq!(special_token_content(&bos).as_deref(), Some("<s>"));
+    }
+
+    #[test]
+    fn llama3_header_tokens_are_single_ids() {
+        let Some(path) = std::env::var_os("PERSONAS_TEST_LLAMA3_TOKENIZER") else {
+            panic!("PERSONAS_TEST_LLAMA3_TOKENIZER is not set: run scripts/test, which fetches Llama 3.1's tokenizer.json")
+        };
+        let config = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/llama3_1_tokenizer_config.json"
+        );
+        let tok = Tokenizer::from_file(Path::new(&path), Some(Path::new(config))).unwrap();
+        let prompt =
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>";
+        let ids = tok.encode(prompt, false).unwrap();
+        assert_eq!(ids[..4], [128000, 128006, 882, 128007]); // 882 = "user"
+        assert_eq!(ids.last(), Some(&128009));
+        assert_eq!(tok.decode(&ids, false).unwrap(), prompt);
+        assert_eq!(tok.decode(&ids, true).unwrap(), "user\n\nHi there");
+
+        assert_eq!(
+            tok.bos_token(),
+            Some((128000, "<|begin_of_text|>".to_owned()))
+        );
+        assert_eq!(tok.eos_token(), Some((128009, "<|eot_id|>".to_owned())));
+        // The config has no add_bos_token: detected from the TemplateProcessing post-processor.
+        assert!(tok.add_bos());
+        assert_eq!(tok.encode("Hi", true).unwrap(), [128000, 13347]);
+        // The package's vocabulary is Llama 3.0's: 128008 is reserved there, not <|eom_id|>.
+        assert_eq!(tok.stop_ids(), [128001, 128009]);
+        assert_eq!(tok.token_text(13347), "Hi");
+        assert_eq!(tok.token_text(128006), "<|start_header_id|>");
+        assert!(tok.chat_template().unwrap().contains("<|start_header_id|>"));
+    }
+
+    /// A tiny SentencePiece vocabulary as a GGUF stores it: <unk>, <s>, </s>, the 256 byte
+    /// tokens, then pieces whose scores set the merge order.
+    fn synthetic_spm(add_space_prefix: Option<bool>) -> Content {
+        // Merged pieces in falling score order: "el" outscores "▁h", "▁he" outscores "he".
+        let merged = [
+            "ll", "el", "▁h", "▁he", "he", "llo", "▁hello", "▁w", "or", "ld", "▁wor", "▁world",
+        ];
+        let chars = "▁helowrd".chars().map(|c| (c.to_string(), -1.0));
+        let pieces = chars.chain(
+            merged
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.to_string(), -2.0 - i as f32)),
+        );
+        let specials = [
+            ("<unk>", token_type::UNKNOWN),
+            ("<s>", token_type::CONTROL),
+            ("</s>", token_type::CONTROL),
+        ];
+        let mut tokens: Vec<(String, f32, i32)> = specials
+            .iter()
+            .map(|&(t, ty)| (t.to_owned(), 0.0, ty))
+            .collect();
+        tokens.extend((0..=255u8).map(|b| (format!("<0x{b:02X}>"), 0.0, token_type::BYTE)));
+        tokens.extend(pieces.map(|(p, s)| (p, s, token_type::NORMAL)));
+        let array =
+            |f: fn(&(String, f32, i32)) -> Value| Value::Array(tokens.iter().map(f).collect());
+        let mut metadata = HashMap::from([
+            (
+                "tokenizer.ggml.model".to_owned(),
+                Value::String("llama".into()),
+            ),
+            (
+                "tokenizer.ggml.tokens".to_owned(),
+                array(|t| Value::String(t.0.clone())),
+            ),
+            (
+                "tokenizer.ggml.scores".to_owned(),
+                array(|t| Value::F32(t.1)),
+            ),
+            (
+                "tokenizer.ggml.token_type".to_owned(),
+                array(|t| Value::I32(t.2)),
+            ),
+        ]);
+        if let Some(add) = add_space_prefix {
+            metadata.insert(
+                "tokenizer.ggml.add_space_prefix".to_owned(),
+                Value::Bool(add),
+            );
+        }
+        let magic = candle_core::quantized::gguf_file::VersionedMagic::GgufV3;
+        Content {
+            magic,
+            metadata,
+            tensor_infos: HashMap::new(),
+            tensor_data_offset: 0,
+        }
+    }
+
+    fn pieces(tok: &Tokenizer, text: &str) -> Vec<String> {
+        let ids = tok.encode(text, false).unwrap();
+        ids.iter()
+            .map(|&id| tok.inner().id_to_token(id).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn sentencepiece_merges_by_score_with_byte_fallback() {
+        let tok = Tokenizer::from_gguf(&synthetic_spm(None)).unwrap();
+        // Several rounds of merging; spaces written as ▁ and a ▁ prefixed to the text.
+        assert_eq!(pieces(&tok, "hello world"), ["▁hello", "▁world"]);
+        // "el" outscores "▁h", so it merges first and "▁he" never forms (llama.cpp's order).
+        assert_eq!(pieces(&tok, "hel"), ["▁h", "el"]);
+        // Characters outside the vocabulary fall back to their UTF-8 bytes.
+        assert_eq!(pieces(&tok, "hé"), ["▁h", "<0xC3>", "<0xA9>"]);
+        assert_eq!(pieces(&tok, "hello  world"), ["▁hello", "▁", "▁world"]);
+        // Special tokens parse; the text after one gets its own ▁ prefix, as in llama.cpp.
+        assert_eq!(pieces(&tok, "<s>hello</s>"), ["<s>", "▁hello", "</s>"]);
+
+        // No BOS/EOS ids in the metadata: llama.cpp's SentencePiece defaults, BOS added.
+        assert_eq!(tok.bos_token(), Some((1, "<s>".to_owned())));
+        assert_eq!(tok.stop_ids(), [2]);
+        assert!(tok.add_bos());
+        let ids = tok.encode("hé world", true).unwrap();
+        assert_eq!(ids[0], 1);
+        assert_eq!(tok.decode(&ids, true).unwrap(), "hé world");
+        assert_eq!(tok.decode(&ids, false).unwrap(), "<s> hé world");
+        assert_eq!(stream(&tok, &ids[1..]).concat(), "hé world");
+        assert_eq!(tok.token_text(tok.token_to_id("▁world").unwrap()), " world");
+        assert_eq!(tok.token_text(3 + 0x41), "A");
+        assert_eq!(tok.vocab_size(), 3 + 256 + 20);
+    }
+
+    #[test]
+    fn sentencepiece_without_space_prefix() {
+        let tok = Tokenizer::from_gguf(&synthetic_spm(Some(false))).unwrap();
+        assert_eq!(pieces(&tok, "hello"), ["he", "llo"]);
+        assert_eq!(
+            tok.decode(&tok.encode("hello", false).unwrap(), false)
+                .unwrap(),
+            "hello"
+        );
+    }
+
+    #[test]
+    fn unsupported_gguf_model_is_an_error() {
+        let mut content = synthetic_spm(None);
+        content
+            .metadata
+            .insert("tokenizer.ggml.model".into(), Value::String("bert".into()));
+        let result = Tokenizer::from_gguf(&content);
+        assert!(matches!(result, Err(TokenizerError::UnsupportedModel(m)) if m == "bert"));
     }
 }

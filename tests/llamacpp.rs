@@ -18,6 +18,8 @@ use personas::model::{gguf, Llama, LogitsAt};
 
 const LOGIT_TOL: f32 = 0.75;
 const LOGPROB_TOL: f32 = 0.5;
+const F32_TOL: f32 = 0.5;
+const NEAR_TIE: f32 = 0.1;
 
 fn load() -> Llama {
     let path = common::test_gguf();
@@ -113,7 +115,7 @@ fn greedy_continuations_match_llamacpp() {
             &prompt,
             &SamplingParams::greedy(want.len()),
             &stop,
-            &[0],
+            0,
             &mut |_| true,
         )
         .unwrap()
@@ -141,4 +143,39 @@ fn greedy_continuations_match_llamacpp() {
         );
         eprintln!("greedy diverges at step {step} on a near tie ({gap:.3})");
     }
+}
+
+/// llama.cpp with an f32 KV cache and flash attention off computes what personas computes
+/// (scripts/llamacpp_f32.py). Its own default (f16 cache) differs from it by up to 0.31 on these
+/// prompts: this model turns perturbations of 1e-3 in attention into tenths of a logit, so
+/// summation order alone explains the 0.39 we measure. Where the argmax differs, both tokens are
+/// within 0.1 in our logits (0.05 on the survey prompt, where llama.cpp's two settings disagree
+/// with each other too).
+#[test]
+fn next_token_matches_llamacpp_f32_attention_closely() {
+    let llama = load();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/llamacpp_f32kv.json"
+    ))
+    .unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut worst = 0f32;
+    for case in reference["next_token"].as_array().unwrap() {
+        let logits = last_logits(&llama, &ids(&case["ids"]));
+        let top = case["top20"].as_array().unwrap();
+        for t in top {
+            let id = t["id"].as_u64().unwrap() as usize;
+            worst = worst.max((logits[id] - t["logit"].as_f64().unwrap() as f32).abs());
+        }
+        let ours = personas::engine::sampling::argmax(&logits);
+        let theirs = top[0]["id"].as_u64().unwrap() as usize;
+        let margin = logits[ours] - logits[theirs];
+        assert!(
+            margin < NEAR_TIE,
+            "argmax {ours} vs llama.cpp {theirs} with margin {margin}"
+        );
+    }
+    eprintln!("worst logit difference against llama.cpp f32: {worst}");
+    assert!(worst < F32_TOL, "worst logit difference {worst}");
 }

@@ -5,6 +5,7 @@
 //! costs nothing after its end token.
 
 use candle_core::Tensor;
+use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
 
 use super::sampling::{row_rng, sample, SamplingParams};
@@ -48,19 +49,25 @@ pub fn prefill(llama: &Llama, cache: &mut Cache, prompt: &[u32]) -> Result<Vec<f
 }
 
 /// Generates one sequence after `prompt`, calling `on_token` with each new token as soon as it
-/// is drawn (return `false` to stop). The row's random stream is `row_rng(seed, identity)`.
+/// is drawn (return `false` to stop). It draws from [`sample_rng`]`(params.seed, sample_index)`.
 pub fn generate(
     llama: &Llama,
     prompt: &[u32],
     params: &SamplingParams,
     stop_ids: &[u32],
-    identity: &[u64],
+    sample_index: usize,
     on_token: &mut dyn FnMut(u32) -> bool,
 ) -> Result<Generation, EngineError> {
     let mut cache = llama.new_cache(1, prompt.len() + params.max_tokens + 1)?;
     let logits = prefill(llama, &mut cache, prompt)?;
     continue_generation(
-        llama, &mut cache, logits, params, stop_ids, identity, on_token,
+        llama,
+        &mut cache,
+        logits,
+        params,
+        stop_ids,
+        sample_index,
+        on_token,
     )
 }
 
@@ -72,10 +79,10 @@ pub fn continue_generation(
     mut logits: Vec<f32>,
     params: &SamplingParams,
     stop_ids: &[u32],
-    identity: &[u64],
+    sample_index: usize,
     on_token: &mut dyn FnMut(u32) -> bool,
 ) -> Result<Generation, EngineError> {
-    let mut rng = row_rng(params.seed, identity);
+    let mut rng = sample_rng(params.seed, sample_index);
     let mut tokens = Vec::new();
     loop {
         if tokens.len() >= params.max_tokens {
@@ -106,9 +113,14 @@ pub fn continue_generation(
     }
 }
 
-/// `n` samples of one prompt, decoded together in batches of at most `batch` rows.
-/// Sample `i` draws from `row_rng(params.seed, [first_identity + i])`, so results are the same
-/// whatever the batch size.
+/// The random stream of sample `i` of a run seeded with `seed`: the stream a single generation
+/// seeded with `seed + i` uses, so any one sample can be reproduced on its own.
+pub fn sample_rng(seed: u64, i: usize) -> ChaCha20Rng {
+    row_rng(seed.wrapping_add(i as u64), &[0])
+}
+
+/// `n` samples of one prompt, decoded together in batches of at most `batch` rows. Sample `i`
+/// draws from [`sample_rng`]`(params.seed, i)`, so results are the same whatever the batch size.
 pub fn sample_many(
     llama: &Llama,
     prompt: &[u32],
@@ -116,7 +128,6 @@ pub fn sample_many(
     stop_ids: &[u32],
     n: usize,
     batch: usize,
-    first_identity: u64,
 ) -> Result<Vec<Generation>, EngineError> {
     let mut base = llama.new_cache(1, prompt.len())?;
     let first_logits = prefill(llama, &mut base, prompt)?;
@@ -126,8 +137,8 @@ pub fn sample_many(
     while start < n {
         let rows_here = batch.min(n - start);
         let mut cache = base.repeat_rows(rows_here, params.max_tokens + 1)?;
-        let identities: Vec<u64> = (0..rows_here)
-            .map(|i| first_identity + (start + i) as u64)
+        let rngs = (0..rows_here)
+            .map(|i| sample_rng(params.seed, start + i))
             .collect();
         out.extend(decode_rows(
             llama,
@@ -135,27 +146,24 @@ pub fn sample_many(
             vec![first_logits.clone(); rows_here],
             params,
             stop_ids,
-            &identities,
+            rngs,
         )?);
         start += rows_here;
     }
     Ok(out)
 }
 
-/// Decodes every row of `cache` until each stops; `logits[r]` are row r's next-token logits.
+/// Decodes every row of `cache` until each stops; `logits[r]` are row r's next-token logits and
+/// `rngs[r]` its random stream.
 pub fn decode_rows(
     llama: &Llama,
     cache: &mut Cache,
     mut logits: Vec<Vec<f32>>,
     params: &SamplingParams,
     stop_ids: &[u32],
-    identities: &[u64],
+    mut rngs: Vec<ChaCha20Rng>,
 ) -> Result<Vec<Generation>, EngineError> {
-    let n = identities.len();
-    let mut rngs: Vec<_> = identities
-        .iter()
-        .map(|&id| row_rng(params.seed, &[id]))
-        .collect();
+    let n = rngs.len();
     if params.max_tokens == 0 {
         let empty = Generation {
             tokens: Vec::new(),

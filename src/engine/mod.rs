@@ -1,8 +1,11 @@
 //! The engine: everything that runs the network to produce answers. Generation and sampling
 //! here; batched prompts, exact option scoring and constraints build on the same forward pass.
 
+pub mod constrain;
 pub mod generate;
 pub mod sampling;
+pub mod score;
+pub mod session;
 
 pub use generate::{Generation, StopReason};
 pub use sampling::SamplingParams;
@@ -11,6 +14,12 @@ pub use sampling::SamplingParams;
 pub enum EngineError {
     #[error("the prompt is empty")]
     EmptyPrompt,
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("constraint: {0}")]
+    Constraint(String),
+    #[error("chat template: {0}")]
+    Template(String),
     #[error("inference failed: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -129,31 +129,10 @@ impl Model {
         device: &Device,
         template_override: Option<String>,
     ) -> Result<Self, LoadError> {
-        let (llama, tokenizer) = match files {
-            ModelFiles::Gguf { path, tokenizer } => {
-                let content = gguf::read_content(path)?;
-                let tok = match tokenizer {
-                    Some(t) => Tokenizer::from_file(t, None),
-                    None => Tokenizer::from_gguf(&content),
-                }
-                .map_err(|e| LoadError::Tokenizer {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-                (gguf::load(path, &content, device)?, tok)
-            }
-            ModelFiles::Safetensors { dir } => {
-                let tok_path = dir.join("tokenizer.json");
-                let cfg_path = dir.join("tokenizer_config.json");
-                let cfg_path = cfg_path.exists().then_some(cfg_path);
-                let tok = Tokenizer::from_file(&tok_path, cfg_path.as_deref()).map_err(|e| {
-                    LoadError::Tokenizer {
-                        path: dir.clone(),
-                        message: e.to_string(),
-                    }
-                })?;
-                (safetensors::load(dir, device)?, tok)
-            }
+        let tokenizer = load_tokenizer(files)?;
+        let llama = match files {
+            ModelFiles::Gguf { path, .. } => gguf::load(path, &gguf::read_content(path)?, device)?,
+            ModelFiles::Safetensors { dir } => safetensors::load(dir, device)?,
         };
         let chat_template = template_override.or_else(|| tokenizer.chat_template());
         Ok(Self {
@@ -163,4 +142,35 @@ impl Model {
             files: files.clone(),
         })
     }
+}
+
+/// The tokenizer alone, without reading any weights: tokenizer.json where the model has one,
+/// otherwise built from the GGUF metadata.
+pub fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer, LoadError> {
+    let (from, result) = match files {
+        ModelFiles::Gguf {
+            path,
+            tokenizer: Some(json),
+        } => {
+            let cfg = json.with_file_name("tokenizer_config.json");
+            let cfg = cfg.exists().then_some(cfg);
+            (path, Tokenizer::from_file(json, cfg.as_deref()))
+        }
+        ModelFiles::Gguf {
+            path,
+            tokenizer: None,
+        } => (path, Tokenizer::from_gguf(&gguf::read_content(path)?)),
+        ModelFiles::Safetensors { dir } => {
+            let cfg = dir.join("tokenizer_config.json");
+            let cfg = cfg.exists().then_some(cfg);
+            (
+                dir,
+                Tokenizer::from_file(&dir.join("tokenizer.json"), cfg.as_deref()),
+            )
+        }
+    };
+    result.map_err(|e| LoadError::Tokenizer {
+        path: from.clone(),
+        message: e.to_string(),
+    })
 }

@@ -1,0 +1,175 @@
+//! `personas ask`: one question, one answer or N seeded answers, for scripts.
+//!
+//! With `--persona`, the conversation is the workshop's: system prompt, the persona as the first
+//! user turn, the model's reply to it, then the question. The persona reply is generated once,
+//! greedily, and shared by every sample, so samples differ only in how the question is answered.
+
+use std::io::Write;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{text_or_file, Context, ModelArgs, SamplingArgs, VIRTUAL_PERSON_SIMULATOR};
+use crate::chat::Message;
+use crate::engine::generate::{generate, sample_many};
+use crate::engine::session::{model_template, render_ids};
+use crate::engine::{Generation, SamplingParams};
+use crate::model::Model;
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// System prompt, as text or @FILE. Default: the workshop's virtual person simulator.
+    #[arg(long, value_name = "TEXT|@FILE")]
+    pub system: Option<String>,
+    /// Persona description, as text or @FILE, sent as the first user turn.
+    #[arg(long, value_name = "TEXT|@FILE")]
+    pub persona: Option<String>,
+    /// Number of answers; answer i is drawn with seed `--seed` + i.
+    #[arg(long, default_value_t = 1)]
+    pub samples: usize,
+    /// Rows decoded together when sampling many answers.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Print JSON: each answer with its seed and number of generated tokens.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// The question.
+    pub question: String,
+}
+
+#[derive(Serialize)]
+struct Answer {
+    sample: usize,
+    seed: u64,
+    text: String,
+    generated_tokens: usize,
+    stop: crate::engine::StopReason,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    model: String,
+    question: &'a str,
+    persona_reply: Option<String>,
+    answers: Vec<Answer>,
+}
+
+pub fn run(ctx: &Context, args: AskArgs) -> anyhow::Result<()> {
+    if args.samples == 0 {
+        anyhow::bail!("--samples must be at least 1");
+    }
+    let system = match &args.system {
+        Some(s) => text_or_file(s)?,
+        None => VIRTUAL_PERSON_SIMULATOR.to_string(),
+    };
+    let persona = args.persona.as_deref().map(text_or_file).transpose()?;
+    let question = text_or_file(&args.question)?;
+    let model = ctx.load_model(&args.model)?;
+    let params = args.sampling.params();
+
+    let (messages, persona_reply) = conversation(&model, &system, persona.as_deref(), &question)?;
+    let template = model_template(&model)?;
+    let prompt = render_ids(&model, &template, &messages, true)?;
+    let stop = model.tokenizer.stop_ids();
+
+    if args.samples == 1 && !args.json {
+        let mut stream = model.tokenizer.decode_stream(true);
+        let mut out = std::io::stdout();
+        generate(&model.llama, &prompt, &params, &stop, 0, &mut |id| {
+            if let Ok(Some(piece)) = stream.step(&model.tokenizer, id) {
+                let _ = write!(out, "{piece}");
+                let _ = out.flush();
+            }
+            true
+        })?;
+        if let Ok(Some(rest)) = stream.flush(&model.tokenizer) {
+            print!("{rest}");
+        }
+        println!();
+        return Ok(());
+    }
+
+    let generations = sample_many(
+        &model.llama,
+        &prompt,
+        &params,
+        &stop,
+        args.samples,
+        args.batch,
+    )?;
+    let answers = answers(&model, &params, generations)?;
+    if args.json {
+        let out = Output {
+            model: model.files.main_path().display().to_string(),
+            question: &question,
+            persona_reply,
+            answers,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for a in answers {
+            println!("[{} seed {}] {}", a.sample, a.seed, a.text.trim());
+        }
+    }
+    Ok(())
+}
+
+/// System prompt, persona turn and the model's greedy reply to it, then the question.
+fn conversation(
+    model: &Model,
+    system: &str,
+    persona: Option<&str>,
+    question: &str,
+) -> anyhow::Result<(Vec<Message>, Option<String>)> {
+    let mut messages = vec![Message::new("system", system)];
+    let mut reply = None;
+    if let Some(p) = persona {
+        messages.push(Message::new("user", p));
+        let template = model_template(model)?;
+        let ids = render_ids(model, &template, &messages, true)?;
+        let g = generate(
+            &model.llama,
+            &ids,
+            &SamplingParams::greedy(128),
+            &model.tokenizer.stop_ids(),
+            0,
+            &mut |_| true,
+        )?;
+        let text = model
+            .tokenizer
+            .decode(&g.tokens, true)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        messages.push(Message::new("assistant", text.trim()));
+        reply = Some(text.trim().to_string());
+    }
+    messages.push(Message::new("user", question));
+    Ok((messages, reply))
+}
+
+fn answers(
+    model: &Model,
+    params: &SamplingParams,
+    generations: Vec<Generation>,
+) -> anyhow::Result<Vec<Answer>> {
+    generations
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let text = model
+                .tokenizer
+                .decode(&g.tokens, true)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(Answer {
+                sample: i,
+                seed: params.seed.wrapping_add(i as u64),
+                text,
+                generated_tokens: g.tokens.len(),
+                stop: g.stop,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,126 @@
+//! `personas bench`: prefill and decode speed on a model, in the form the comparison script
+//! (`scripts/compare_llamacpp.py`) reads, so personas and llama.cpp are measured in one run.
+
+use std::time::Instant;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{Context, ModelArgs};
+use crate::engine::generate::prefill;
+use crate::engine::sampling::argmax;
+use crate::model::LogitsAt;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt tokens to prefill.
+    #[arg(long, default_value_t = 256)]
+    pub prefill: usize,
+    /// Tokens to decode, one at a time, after the prompt.
+    #[arg(long, default_value_t = 128)]
+    pub decode: usize,
+    /// File whose text (read exactly, no trimming) is tokenized with special tokens parsed and
+    /// no BOS; its first `--prefill` ids are the prompt. Default: a built-in text, repeated.
+    #[arg(long, value_name = "FILE")]
+    pub prompt_file: Option<std::path::PathBuf>,
+    /// CPU threads (sets RAYON_NUM_THREADS before the first kernel runs).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Timed repetitions after one untimed warm-up; the best of each figure is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    threads: usize,
+    repeats: usize,
+    prompt_ids: Vec<u32>,
+    prefill_tokens: usize,
+    decode_tokens: usize,
+    prefill_tok_s: f64,
+    decode_tok_s: f64,
+}
+
+const DEFAULT_TEXT: &str = "The survey asked farmers, teachers and nurses how they feel about \
+prices, schools, hospitals and the weather. Most answered briefly, some at length, and a few \
+asked questions of their own before they agreed to take part. ";
+
+pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(t) = args.threads {
+        // candle sizes its CPU pool from this variable the first time a kernel runs.
+        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+    }
+    let model = ctx.load_model(&args.model)?;
+    let prompt = match &args.prompt_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
+            let ids = model
+                .tokenizer
+                .encode(&text, false)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if ids.len() < args.prefill {
+                anyhow::bail!(
+                    "`{}` has {} tokens, fewer than --prefill {}",
+                    path.display(),
+                    ids.len(),
+                    args.prefill
+                );
+            }
+            ids[..args.prefill].to_vec()
+        }
+        None => {
+            let piece = model
+                .tokenizer
+                .encode(DEFAULT_TEXT, false)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            piece.iter().copied().cycle().take(args.prefill).collect()
+        }
+    };
+    if prompt.is_empty() {
+        anyhow::bail!("--prefill must be at least 1");
+    }
+    let llama = &model.llama;
+    let mut best_prefill = f64::MAX;
+    let mut best_decode = f64::MAX;
+    for round in 0..=args.repeats.max(1) {
+        let mut cache = llama.new_cache(1, prompt.len() + args.decode + 1)?;
+        let t0 = Instant::now();
+        let mut logits = prefill(llama, &mut cache, &prompt)?;
+        let prefill_s = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        for _ in 0..args.decode {
+            let next = argmax(&logits) as u32;
+            let out = llama.forward(&[vec![next]], &mut cache, LogitsAt::Last)?;
+            logits = out.squeeze(0)?.to_vec1()?;
+        }
+        let decode_s = t1.elapsed().as_secs_f64();
+        if round > 0 {
+            best_prefill = best_prefill.min(prefill_s);
+            best_decode = best_decode.min(decode_s);
+        }
+    }
+    let report = Report {
+        threads: candle_core::utils::get_num_threads(),
+        repeats: args.repeats,
+        prompt_ids: prompt.clone(),
+        prefill_tokens: prompt.len(),
+        decode_tokens: args.decode,
+        prefill_tok_s: prompt.len() as f64 / best_prefill,
+        decode_tok_s: args.decode as f64 / best_decode,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "prefill {} tokens: {:.1} tok/s; decode {} tokens: {:.1} tok/s",
+            report.prefill_tokens, report.prefill_tok_s, report.decode_tokens, report.decode_tok_s
+        );
+    }
+    Ok(())
+}

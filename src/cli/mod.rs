@@ -1,0 +1,167 @@
+//! The command line: argument types, and the glue each subcommand shares (finding, downloading
+//! and loading a model). One file per subcommand.
+
+mod ask;
+mod bench;
+mod chat;
+mod inspect;
+mod models;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::SamplingParams;
+use crate::hub::HubSettings;
+use crate::model::Model;
+use crate::registry::Registry;
+
+/// Simulate people with large language models running locally.
+#[derive(Debug, Parser)]
+#[command(name = "personas", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Extra model presets (TOML, same form as models.toml), on top of the built-in ones and
+    /// the per-user file.
+    #[arg(long, global = true, value_name = "FILE", env = "PERSONAS_MODELS_FILE")]
+    pub models: Option<PathBuf>,
+    /// Where to run: cpu, cuda, cuda:N or metal.
+    #[arg(long, global = true, default_value = "cpu", env = "PERSONAS_DEVICE")]
+    pub device: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List model presets: name, format, size, cached or not.
+    Models(models::ModelsArgs),
+    /// Download a model into the Hugging Face cache (verified by sha256).
+    Download(models::DownloadArgs),
+    /// Talk with a persona, interactively (Demo 1).
+    Chat(chat::ChatArgs),
+    /// Ask one question and print the answer, or N seeded answers; for scripts.
+    Ask(ask::AskArgs),
+    /// Print the token ids of a text (special tokens parsed).
+    Tokenize(inspect::TokenizeArgs),
+    /// Print the most likely next tokens after a raw prompt (no chat template).
+    NextToken(inspect::NextTokenArgs),
+    /// Measure prefill and decode speed (tokens per second).
+    Bench(bench::BenchArgs),
+}
+
+/// Which model to use.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// A preset name (see `personas models`), a .gguf file, a safetensors directory, or a hub
+    /// reference `owner/repo:file`. Default: the registry's default preset.
+    #[arg(long, short = 'm', env = "PERSONAS_MODEL")]
+    pub model: Option<String>,
+    /// A Jinja chat template file that replaces the model's own.
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<PathBuf>,
+}
+
+/// How tokens are drawn.
+#[derive(Debug, Clone, Args)]
+pub struct SamplingArgs {
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// 0 disables top-k.
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// 1 disables top-p.
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// 0 disables min-p.
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalize tokens already generated (off unless given; 1.1 is a common value).
+    #[arg(long)]
+    pub repeat_penalty: Option<f32>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+}
+
+impl SamplingArgs {
+    pub fn params(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed: self.seed,
+            max_tokens: self.max_tokens,
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context::new(&cli)?;
+    match cli.command {
+        Command::Models(a) => models::list(&ctx, a),
+        Command::Download(a) => models::download(&ctx, a),
+        Command::Chat(a) => chat::run(&ctx, a),
+        Command::Ask(a) => ask::run(&ctx, a),
+        Command::Tokenize(a) => inspect::tokenize(&ctx, a),
+        Command::NextToken(a) => inspect::next_token(&ctx, a),
+        Command::Bench(a) => bench::run(&ctx, a),
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What every subcommand may need: the registry, hub settings and the device.
+pub struct Context {
+    pub registry: Registry,
+    pub hub: HubSettings,
+    pub device: String,
+}
+
+impl Context {
+    fn new(cli: &Cli) -> anyhow::Result<Self> {
+        Ok(Self {
+            registry: Registry::load(cli.models.as_deref())?,
+            hub: HubSettings::from_env(),
+            device: cli.device.clone(),
+        })
+    }
+
+    /// The model's tokenizer alone, without reading its weights.
+    pub fn load_tokenizer(&self, args: &ModelArgs) -> anyhow::Result<crate::tokenizer::Tokenizer> {
+        let located = crate::locate::locate(&self.registry, &self.hub, args.model.as_deref())?;
+        Ok(crate::model::load_tokenizer(&located.files)?)
+    }
+
+    /// Finds the model's files (downloading them on first use), then loads it.
+    pub fn load_model(&self, args: &ModelArgs) -> anyhow::Result<Model> {
+        let device = crate::model::device(&self.device)?;
+        let located = crate::locate::locate(&self.registry, &self.hub, args.model.as_deref())?;
+        let template = match &args.chat_template {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read chat template `{}`", p.display()))?,
+            ),
+            None => located.chat_template.clone(),
+        };
+        let model = Model::load(&located.files, &device, template)?;
+        Ok(model)
+    }
+}
+
+/// `TEXT` or `@FILE`: the text itself, or the contents of FILE.
+pub fn text_or_file(value: &str) -> anyhow::Result<String> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|s| s.trim_end().to_string())
+            .with_context(|| format!("cannot read `{path}`")),
+        None => Ok(value.to_string()),
+    }
+}
+
+/// The workshop's system prompt for Demo 1 ("virtual person simulator").
+pub const VIRTUAL_PERSON_SIMULATOR: &str = "You are a virtual person simulator that creates individual synthetic personas, one at a time, that I can specify and then ask them any questions I like. Don’t change out of your role unless I ask you to. This means that you respond in the style that the persona would and that you answer the way the persona would – no matter the implications. Be brief. Do not write any additional explanations unless I ask you to.";

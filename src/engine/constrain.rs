@@ -1,0 +1,313 @@
+//! Constrained answers: the model may only produce text that a [`Pattern`] accepts, so a
+//! sampled answer is valid by construction and never needs a retry.
+//!
+//! A pattern is a sequence of literal text and choices. A choice is a set of allowed strings
+//! (options like "1".."7" or "Democrat"/"Republican", or an integer range spelled out); a JSON
+//! object whose values are choices (the workshop's survey answer, `{"item": 1..7, ...}`) is the
+//! same thing with literal keys and punctuation between the choices. Literals are forced token by
+//! token; at a choice the next token is drawn from the model's distribution restricted to the
+//! tokens that continue some option (a token trie), renormalized. Temperature applies first, then
+//! top-k / top-p / min-p among the allowed tokens only, so truncation never empties the set.
+
+use std::collections::BTreeMap;
+
+use rand_chacha::ChaCha20Rng;
+
+use super::sampling::{sample, SamplingParams};
+use super::EngineError;
+use crate::model::{Cache, Llama, LogitsAt};
+use crate::tokenizer::Tokenizer;
+
+/// What users (and studies) describe.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Piece {
+    Literal(String),
+    Choice(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pattern {
+    pub pieces: Vec<Piece>,
+}
+
+impl Pattern {
+    /// Exactly one of `options`.
+    pub fn options(options: Vec<String>) -> Self {
+        Self {
+            pieces: vec![Piece::Choice(options)],
+        }
+    }
+
+    /// An integer between `min` and `max` inclusive.
+    pub fn integer(min: i64, max: i64) -> Self {
+        Self::options((min..=max).map(|i| i.to_string()).collect())
+    }
+
+    /// A one-line JSON object with these keys in this order, each value one of its options
+    /// (options are written as given: `5` for numbers, `"A"` with quotes for strings).
+    pub fn json_object(fields: &[(String, Vec<String>)]) -> Self {
+        let mut pieces = Vec::new();
+        for (i, (key, options)) in fields.iter().enumerate() {
+            let open = if i == 0 { "{" } else { ", " };
+            let key = serde_json::to_string(key).unwrap_or_else(|_| format!("\"{key}\""));
+            pieces.push(Piece::Literal(format!("{open}{key}: ")));
+            pieces.push(Piece::Choice(options.clone()));
+        }
+        pieces.push(Piece::Literal("}".into()));
+        Self { pieces }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Node {
+    children: BTreeMap<u32, usize>,
+    /// Index of the option that ends here.
+    terminal: Option<usize>,
+}
+
+/// Options as token sequences in a trie.
+#[derive(Debug, Clone)]
+pub struct Trie {
+    nodes: Vec<Node>,
+}
+
+impl Trie {
+    pub fn new(options: &[Vec<u32>]) -> Self {
+        let mut nodes = vec![Node::default()];
+        for (i, ids) in options.iter().enumerate() {
+            let mut at = 0;
+            for &id in ids {
+                at = match nodes[at].children.get(&id) {
+                    Some(&next) => next,
+                    None => {
+                        nodes.push(Node::default());
+                        let next = nodes.len() - 1;
+                        nodes[at].children.insert(id, next);
+                        next
+                    }
+                };
+            }
+            nodes[at].terminal.get_or_insert(i);
+        }
+        Self { nodes }
+    }
+
+    pub fn allowed(&self, node: usize) -> Vec<u32> {
+        self.nodes[node].children.keys().copied().collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Forced(Vec<u32>),
+    Choice(Trie),
+}
+
+/// A pattern with every piece tokenized.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    steps: Vec<Step>,
+}
+
+impl Compiled {
+    /// Tokenizes literals and options. Option strings are encoded as they would follow the
+    /// literal before them, so the trie holds the tokenization the model itself would produce.
+    pub fn new(pattern: &Pattern, tokenizer: &Tokenizer) -> Result<Self, EngineError> {
+        let enc = |s: &str| {
+            tokenizer
+                .encode(s, false)
+                .map_err(|e| EngineError::Tokenizer(e.to_string()))
+        };
+        let mut steps = Vec::new();
+        let mut before = String::new();
+        for piece in &pattern.pieces {
+            match piece {
+                Piece::Literal(text) => {
+                    steps.push(Step::Forced(enc(text)?));
+                    before = text.clone();
+                }
+                Piece::Choice(options) => {
+                    if options.is_empty() {
+                        return Err(EngineError::Constraint("a choice has no options".into()));
+                    }
+                    let base = enc(&before)?;
+                    let mut seqs = Vec::with_capacity(options.len());
+                    for o in options {
+                        let joint = enc(&format!("{before}{o}"))?;
+                        let ids = if joint.starts_with(&base) && joint.len() > base.len() {
+                            joint[base.len()..].to_vec()
+                        } else {
+                            enc(o)?
+                        };
+                        if ids.is_empty() {
+                            return Err(EngineError::Constraint(format!(
+                                "option `{o}` has no tokens"
+                            )));
+                        }
+                        seqs.push(ids);
+                    }
+                    steps.push(Step::Choice(Trie::new(&seqs)));
+                    before.clear();
+                }
+            }
+        }
+        Ok(Self { steps })
+    }
+}
+
+/// Where one row is inside its pattern.
+#[derive(Debug, Clone)]
+struct Cursor {
+    step: usize,
+    /// Position in a forced literal, or trie node in a choice.
+    at: usize,
+    choices: Vec<usize>,
+}
+
+impl Cursor {
+    fn done(&self, c: &Compiled) -> bool {
+        self.step >= c.steps.len()
+    }
+
+    /// Skips empty literals and finished steps.
+    fn settle(&mut self, c: &Compiled) {
+        while let Some(Step::Forced(ids)) = c.steps.get(self.step) {
+            if self.at < ids.len() {
+                break;
+            }
+            self.step += 1;
+            self.at = 0;
+        }
+    }
+
+    fn next_token(
+        &mut self,
+        c: &Compiled,
+        logits: &[f32],
+        params: &SamplingParams,
+        history: &[u32],
+        rng: &mut ChaCha20Rng,
+    ) -> u32 {
+        match &c.steps[self.step] {
+            Step::Forced(ids) => {
+                let t = ids[self.at];
+                self.at += 1;
+                self.settle(c);
+                t
+            }
+            Step::Choice(trie) => {
+                let allowed = trie.allowed(self.at);
+                let t = sample(logits, params, history, Some(&allowed), rng);
+                self.at = trie.nodes[self.at].children[&t];
+                let node = &trie.nodes[self.at];
+                // Options are prefix-free in practice ("1".."7"); where one is a prefix of
+                // another, the shorter one wins, so every path ends.
+                if let Some(opt) = node.terminal {
+                    self.choices.push(opt);
+                    self.step += 1;
+                    self.at = 0;
+                    self.settle(c);
+                }
+                t
+            }
+        }
+    }
+}
+
+/// A finished constrained row: the option chosen at each choice, and the tokens produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConstrainedAnswer {
+    pub choices: Vec<usize>,
+    pub tokens: Vec<u32>,
+}
+
+/// Decodes every row of `cache` under its pattern (`patterns[r]`, compiled), starting from its
+/// next-token logits `logits[r]`, drawing with `rngs[r]`. Rows end when their pattern is complete.
+pub fn decode_constrained(
+    llama: &Llama,
+    cache: &mut Cache,
+    mut logits: Vec<Vec<f32>>,
+    params: &SamplingParams,
+    patterns: &[&Compiled],
+    mut rngs: Vec<ChaCha20Rng>,
+) -> Result<Vec<ConstrainedAnswer>, EngineError> {
+    let n = patterns.len();
+    let mut cursors: Vec<Cursor> = (0..n)
+        .map(|_| Cursor {
+            step: 0,
+            at: 0,
+            choices: Vec::new(),
+        })
+        .collect();
+    for (c, p) in cursors.iter_mut().zip(patterns) {
+        c.settle(p);
+    }
+    let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let mut active: Vec<usize> = (0..n).filter(|&i| !cursors[i].done(patterns[i])).collect();
+    if active.len() < n {
+        cache.retain_rows(&active)?;
+        logits = active.iter().map(|&i| logits[i].clone()).collect();
+    }
+    while !active.is_empty() {
+        let mut feed = Vec::with_capacity(active.len());
+        let mut still = Vec::with_capacity(active.len());
+        for (row, &i) in active.iter().enumerate() {
+            let t =
+                cursors[i].next_token(patterns[i], &logits[row], params, &tokens[i], &mut rngs[i]);
+            tokens[i].push(t);
+            if !cursors[i].done(patterns[i]) {
+                feed.push(vec![t]);
+                still.push(row);
+            }
+        }
+        if still.is_empty() {
+            break;
+        }
+        if still.len() < active.len() {
+            cache.retain_rows(&still)?;
+            active = still.iter().map(|&r| active[r]).collect();
+        }
+        let out = llama.forward(&feed, cache, LogitsAt::Last)?;
+        logits = out.to_vec2::<f32>()?;
+    }
+    Ok(cursors
+        .into_iter()
+        .zip(tokens)
+        .map(|(c, tokens)| ConstrainedAnswer {
+            choices: c.choices,
+            tokens,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trie_shares_prefixes_and_marks_ends() {
+        let t = Trie::new(&[vec![5, 6], vec![5, 7], vec![8]]);
+        assert_eq!(t.allowed(0), vec![5, 8]);
+        let n5 = t.nodes[0].children[&5];
+        assert_eq!(t.allowed(n5), vec![6, 7]);
+        assert_eq!(t.nodes[t.nodes[n5].children[&7]].terminal, Some(1));
+    }
+
+    #[test]
+    fn json_object_pattern_interleaves_keys_and_choices() {
+        let p = Pattern::json_object(&[
+            ("a".into(), vec!["1".into(), "2".into()]),
+            ("b".into(), vec!["\"x\"".into()]),
+        ]);
+        assert_eq!(
+            p.pieces,
+            vec![
+                Piece::Literal("{\"a\": ".into()),
+                Piece::Choice(vec!["1".into(), "2".into()]),
+                Piece::Literal(", \"b\": ".into()),
+                Piece::Choice(vec!["\"x\"".into()]),
+                Piece::Literal("}".into()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! Exact answer probabilities: for a closed question, how likely the model is to continue the
+//! prompt with each option, read from its token probabilities instead of estimated by sampling.
+//!
+//! The prompt is computed once; every option then extends a fork of it in one batched pass
+//! (right-padded, so padding never affects the real tokens before it). A multi-token option's
+//! log-probability is the sum over its tokens. Options are tokenized together with the end of
+//! the prompt, so that a tokenizer merging across the boundary is noticed and handled.
+
+use serde::Serialize;
+
+use super::generate::prefill;
+use super::EngineError;
+use crate::model::{Cache, Llama, LogitsAt};
+use crate::tokenizer::Tokenizer;
+
+/// One option's token ids as the model would produce them after the prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptionTokens {
+    pub text: String,
+    pub ids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OptionScore {
+    pub option: String,
+    /// log P(option | prompt), summed over its tokens.
+    pub logprob: f64,
+    /// Probability renormalized over the options.
+    pub probability: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Distribution {
+    pub options: Vec<OptionScore>,
+    /// Probability the model put on continuations that are none of the options.
+    pub outside: f64,
+}
+
+impl Distribution {
+    /// Expected value when the options are numbers ("1".."7"); `None` otherwise.
+    pub fn mean(&self) -> Option<f64> {
+        let mut m = 0.0;
+        for o in &self.options {
+            m += o.option.trim().parse::<f64>().ok()? * o.probability;
+        }
+        Some(m)
+    }
+}
+
+/// Tokenizes `options` as continuations of `prompt_text`: each
+/// option is encoded joined to the prompt, and its ids are what follows the prompt's ids. When
+/// the joint encoding does not start with the prompt's ids (a merge across the boundary), the
+/// option is encoded on its own instead, which is what generation after this prompt produces.
+pub fn tokenize_options(
+    tokenizer: &Tokenizer,
+    prompt_text: &str,
+    options: &[String],
+) -> Result<Vec<OptionTokens>, EngineError> {
+    let enc = |s: &str| {
+        tokenizer
+            .encode(s, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))
+    };
+    let plain_prompt = enc(prompt_text)?;
+    options
+        .iter()
+        .map(|o| {
+            let joint = enc(&format!("{prompt_text}{o}"))?;
+            let ids = if joint.len() > plain_prompt.len() && joint.starts_with(&plain_prompt) {
+                joint[plain_prompt.len()..].to_vec()
+            } else {
+                enc(o)?
+            };
+            if ids.is_empty() {
+                return Err(EngineError::Tokenizer(format!(
+                    "option `{o}` has no tokens"
+                )));
+            }
+            Ok(OptionTokens {
+                text: o.clone(),
+                ids,
+            })
+        })
+        .collect()
+}
+
+/// Scores every option after a prompt held in `base` (one row), whose next-token logits are
+/// `first`. The cache is not modified.
+pub fn score_after(
+    llama: &Llama,
+    base: &Cache,
+    first: &[f32],
+    options: &[OptionTokens],
+) -> Result<Distribution, EngineError> {
+    let first_lp = log_softmax(first);
+    let mut logprobs: Vec<f64> = options
+        .iter()
+        .map(|o| first_lp[o.ids[0] as usize] as f64)
+        .collect();
+    let longest = options.iter().map(|o| o.ids.len()).max().unwrap_or(0);
+    if longest > 1 {
+        // Rows: the options with more than one token; each feeds all but its last token and
+        // reads the logits at every position.
+        let multi: Vec<usize> = (0..options.len())
+            .filter(|&i| options[i].ids.len() > 1)
+            .collect();
+        let width = longest - 1;
+        let rows: Vec<Vec<u32>> = multi
+            .iter()
+            .map(|&i| {
+                let ids = &options[i].ids[..options[i].ids.len() - 1];
+                let mut row = ids.to_vec();
+                row.resize(width, *ids.last().unwrap_or(&0));
+                row
+            })
+            .collect();
+        let mut cache = base.repeat_rows(rows.len(), width)?;
+        let logits = llama.forward(&rows, &mut cache, LogitsAt::All)?;
+        let logits = logits.to_vec3::<f32>()?;
+        for (r, &i) in multi.iter().enumerate() {
+            for (pos, &next) in options[i].ids[1..].iter().enumerate() {
+                let lp = log_softmax(&logits[r][pos]);
+                logprobs[i] += lp[next as usize] as f64;
+            }
+        }
+    }
+    Ok(distribution(options, &logprobs))
+}
+
+/// Computes the prompt, then scores the options after it.
+pub fn score(
+    llama: &Llama,
+    prompt: &[u32],
+    options: &[OptionTokens],
+) -> Result<Distribution, EngineError> {
+    let mut base = llama.new_cache(1, prompt.len())?;
+    let first = prefill(llama, &mut base, prompt)?;
+    score_after(llama, &base, &first, options)
+}
+
+fn distribution(options: &[OptionTokens], logprobs: &[f64]) -> Distribution {
+    let total: f64 = logprobs.iter().map(|l| l.exp()).sum();
+    let scores = options
+        .iter()
+        .zip(logprobs)
+        .map(|(o, &lp)| OptionScore {
+            option: o.text.clone(),
+            logprob: lp,
+            probability: if total > 0.0 { lp.exp() / total } else { 0.0 },
+        })
+        .collect();
+    Distribution {
+        options: scores,
+        outside: (1.0 - total).max(0.0),
+    }
+}
+
+/// Log-softmax of one logits row, in f64 for the sums.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let lse = max as f64 + sum.ln();
+    logits.iter().map(|&l| (l as f64 - lse) as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distribution_renormalizes_and_reports_outside_mass() {
+        let opts = vec![
+            OptionTokens {
+                text: "1".into(),
+                ids: vec![1],
+            },
+            OptionTokens {
+                text: "2".into(),
+                ids: vec![2],
+            },
+        ];
+        let d = distribution(&opts, &[(0.3f64).ln(), (0.1f64).ln()]);
+        assert!((d.options[0].probability - 0.75).abs() < 1e-12);
+        assert!((d.outside - 0.6).abs() < 1e-12);
+        assert!((d.mean().unwrap() - 1.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn log_softmax_sums_to_one() {
+        let lp = log_softmax(&[1.0, 2.0, 3.0]);
+        let s: f32 = lp.iter().map(|l| l.exp()).sum();
+        assert!((s - 1.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,24 @@
+//! The library's error: one variant per phase of the pipeline, each wrapping that phase's own
+//! typed error, so the CLI can print one line that says where things went wrong.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    Download(#[from] crate::hub::HubError),
+    #[error(transparent)]
+    Load(#[from] crate::model::LoadError),
+    #[error("{0}")]
+    Tokenize(String),
+    #[error(transparent)]
+    Inference(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Study(#[from] crate::study::StudyError),
+    #[error("{0}")]
+    Output(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,185 @@
+//! Outputs of a study run: CSV tables, a manifest, charts and a terminal summary.
+//!
+//! The runner feeds plain data in ([`Record`] for each sampled answer, [`Distribution`]
+//! for each scored question in exact mode), one respondent at a time, to a [`Report`].
+//! Each respondent's rows are flushed to disk at once, so an interrupted run keeps every
+//! respondent that finished. Charts and the summary come at the end, from tallies kept
+//! in memory, so the CSV files are never read back.
+//!
+//! Files in the output directory:
+//! - `responses.csv`: wide, one row per (respondent, sample): attributes, one column per
+//!   question, then the derived constructs. In exact mode one row per respondent with
+//!   an empty `sample`, holding expected values.
+//! - `answers.csv`: long, one row per answer: respondent, sample, question, answer,
+//!   probability (empty for sampled answers unless the engine reports it).
+//! - `distributions.csv`: exact mode only: respondent, question, option, probability.
+//! - `manifest.json`: what produced the files ([`Manifest`]).
+//! - `charts/`: a histogram per closed question and a scatter plot per pair of
+//!   constructs, each as SVG and PNG.
+
+mod charts;
+mod stats;
+mod summary;
+mod writer;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::study::{AskMode, Mode, Study};
+
+pub use charts::{histogram_chart, scatter_chart, HistogramData, ScatterData};
+pub use stats::{mean, ols, pearson, sd, Line, Moments};
+pub use writer::Report;
+
+/// One answer of one respondent in one sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// 1-based respondent number ([`crate::study::Person::id`]).
+    pub respondent: usize,
+    /// 1-based sample number.
+    pub sample: usize,
+    pub question_id: String,
+    /// The canonical answer (an option code, a number, or free text); empty when the
+    /// model's reply could not be read as an answer.
+    pub answer: String,
+    /// The answer's probability under the model, when the engine knows it.
+    pub probability: Option<f64>,
+}
+
+/// The probability of every option of one closed question for one respondent (exact
+/// mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    pub respondent: usize,
+    pub question_id: String,
+    /// Options in the question's order, with probabilities summing to about 1.
+    pub options: Vec<(String, f64)>,
+}
+
+/// What produced a run's files; the runner fills in the parts the study cannot know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub tool: String,
+    pub version: String,
+    pub study: FileInfo,
+    pub model: Option<ModelInfo>,
+    pub seed: u64,
+    pub mode: Mode,
+    /// `separate`, `separate+history` or `together`.
+    pub ask: String,
+    pub samples: usize,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub counts: Counts,
+    pub timings: Timings,
+}
+
+/// A file and its content hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// The model that answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Preset name from models.toml, when one was used.
+    pub preset: Option<String>,
+    /// The weights file (GGUF or safetensors) and its SHA-256.
+    pub file: FileInfo,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub respondents: usize,
+    pub questions: usize,
+    pub answers: usize,
+    /// Replies that could not be read as an answer.
+    pub failures: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// RFC 3339 start time.
+    pub started_at: String,
+    pub load_seconds: f64,
+    pub run_seconds: f64,
+    pub total_seconds: f64,
+    /// Answers per second over the run.
+    pub answers_per_second: f64,
+}
+
+impl Manifest {
+    /// A manifest with everything the study knows; model, counts and timings are left
+    /// for the runner.
+    pub fn new(study: &Study) -> Self {
+        let ask = match study.ask {
+            AskMode::Separate {
+                keep_history: false,
+            } => "separate",
+            AskMode::Separate { keep_history: true } => "separate+history",
+            AskMode::Together { .. } => "together",
+        };
+        Manifest {
+            tool: "personas".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            study: FileInfo {
+                path: study.path.clone(),
+                sha256: study.sha256.clone(),
+            },
+            model: None,
+            seed: study.seed,
+            mode: study.sampling.mode,
+            ask: ask.into(),
+            samples: study.sampling.samples,
+            temperature: study.sampling.temperature,
+            top_p: study.sampling.top_p,
+            counts: Counts {
+                questions: study.questions.len(),
+                ..Counts::default()
+            },
+            timings: Timings::default(),
+        }
+    }
+}
+
+/// Failures while writing outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot write `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write `{}`: {source}", path.display())]
+    Csv {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
+    #[error("cannot draw `{}`: {message}", path.display())]
+    Chart { path: PathBuf, message: String },
+    /// The runner passed data that does not fit the study (a bug, not a user error).
+    #[error("bad report input: {0}")]
+    Input(String),
+}
+
+/// Formats a number for CSV and summaries: at most 6 decimals, no trailing zeros.
+pub(crate) fn fmt_num(x: f64) -> String {
+    if !x.is_finite() {
+        return String::new();
+    }
+    let rounded = (x * 1e6).round() / 1e6;
+    // `-0` reads oddly in a table.
+    if rounded == 0.0 {
+        "0".into()
+    } else {
+        format!("{rounded}")
+    }
+}
+
+#[cfg(test)]
+mod tests;
