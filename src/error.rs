@@ -21,4 +21,10 @@ pub enum Error {
     Output(String),
 }
 
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Inference(crate::engine::EngineError::Candle(e))
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

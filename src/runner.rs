@@ -1,1 +1,703 @@
-//! Runs a study on a model: every respondent, question and sample, written as it finishes.
+//! Runs a study on a model: every respondent, question and sample, each respondent written to
+//! disk as soon as it is finished, so an interrupted run keeps everything already computed.
+//!
+//! Work is shared wherever prompts are: a respondent's opening (system prompt, persona and the
+//! persona's reply) is computed once for all of its questions, a question's prompt once for all
+//! of its samples, and the samples of one question decode together as one batch.
+//!
+//! Randomness: sample `s` of respondent `r` draws question `q` from
+//! `row_rng(study.sample_seed(r, s), [q])`, a stream of its own, so the CSVs are byte-identical
+//! whatever the batch size, thread count or order of work.
+//!
+//! Exact mode scores every closed question: the renormalized probability of each option after
+//! the question's prompt. Where answers depend on earlier answers (ask together as one JSON
+//! object, or separately with history) the earlier answers are fixed to their most likely option
+//! while the later ones are scored (teacher forcing), which keeps one model pass per respondent.
+//! `samples = N` then draws N answers per question from those distributions, with no more model
+//! calls. Free-text questions are always sampled.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rand::Rng;
+use rand_chacha::ChaCha20Rng;
+
+use crate::chat::{ChatTemplate, Message};
+use crate::engine::constrain::{decode_constrained, Compiled, Pattern, Piece};
+use crate::engine::generate::{decode_rows, generate, prefill};
+use crate::engine::sampling::row_rng;
+use crate::engine::score::{score_after, tokenize_options};
+use crate::engine::session::{model_template, render_ids};
+use crate::engine::{EngineError, SamplingParams};
+use crate::model::{Cache, Model};
+use crate::report::{Distribution, Manifest, ModelInfo, Record, Report};
+use crate::study::{AskMode, Mode, Person, Placement, Question, QuestionKind, Study};
+use crate::{Error, Result};
+
+/// How a run is carried out; none of it changes the results.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub out_dir: PathBuf,
+    /// Rows decoded together at most.
+    pub batch: usize,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// What a finished (or interrupted) run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub summary: String,
+    pub charts: Vec<PathBuf>,
+    pub respondents: usize,
+    pub answers: usize,
+    pub seconds: f64,
+    pub interrupted: bool,
+}
+
+/// Checks what the study asks of the engine before any model is loaded.
+pub fn check(study: &Study) -> Result<()> {
+    if matches!(study.ask, AskMode::Together { .. }) {
+        if let Some(q) = study.questions.iter().find(|q| !q.is_closed()) {
+            return Err(Error::Output(format!(
+                "{}: question `{}` is free text, which ask mode `together` cannot constrain; hint: use [ask] mode = \"separate\"",
+                study.path.display(),
+                q.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `study` on `model`, writing into `settings.out_dir`. `stop` is checked between
+/// respondents (Ctrl-C sets it): what finished is kept and the manifest says so.
+pub fn run(
+    study: &Study,
+    model: &Model,
+    model_info: Option<ModelInfo>,
+    settings: &RunSettings,
+    stop: &AtomicBool,
+    load_seconds: f64,
+) -> Result<RunOutcome> {
+    check(study)?;
+    let people = study.population()?;
+    let mut report =
+        Report::create(&settings.out_dir, study).map_err(|e| Error::Output(e.to_string()))?;
+    let mut manifest = Manifest::new(study);
+    manifest.model = model_info;
+    manifest.timings.started_at = chrono::Utc::now().to_rfc3339();
+    manifest.timings.load_seconds = load_seconds;
+    report
+        .write_manifest(&manifest)
+        .map_err(|e| Error::Output(e.to_string()))?;
+
+    let asker = Asker::new(study, model, settings.batch)?;
+    let per_respondent = answers_per_respondent(study);
+    let bar = progress_bar(settings.progress, (people.len() * per_respondent) as u64);
+    let started = Instant::now();
+    let mut answers = 0;
+    let mut respondents = 0;
+    let mut interrupted = false;
+    for person in &people {
+        if stop.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        let (records, dists) = asker.respondent(person)?;
+        report
+            .add_respondent(person, &records, &dists)
+            .map_err(|e| Error::Output(e.to_string()))?;
+        answers += records.len() + dists.len();
+        respondents += 1;
+        bar.inc(per_respondent as u64);
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    manifest.counts.respondents = respondents;
+    manifest.counts.answers = answers;
+    manifest.timings.run_seconds = seconds;
+    manifest.timings.total_seconds = seconds + load_seconds;
+    manifest.timings.answers_per_second = if seconds > 0.0 {
+        answers as f64 / seconds
+    } else {
+        0.0
+    };
+    report
+        .write_manifest(&manifest)
+        .map_err(|e| Error::Output(e.to_string()))?;
+    let (summary, charts) = report.finish().map_err(|e| Error::Output(e.to_string()))?;
+    Ok(RunOutcome {
+        summary,
+        charts,
+        respondents,
+        answers,
+        seconds,
+        interrupted,
+    })
+}
+
+fn answers_per_respondent(study: &Study) -> usize {
+    let closed = study.questions.iter().filter(|q| q.is_closed()).count();
+    let open = study.questions.len() - closed;
+    match study.sampling.mode {
+        Mode::Sample => study.questions.len() * study.sampling.samples,
+        Mode::Exact if study.sampling.samples > 1 => study.questions.len() * study.sampling.samples,
+        Mode::Exact => closed + open,
+    }
+}
+
+fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} answers  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// A question's answer format, tokenized once for the whole run.
+struct Format {
+    options: Vec<String>,
+    compiled: Compiled,
+}
+
+/// Everything fixed for the run: model, template, sampling parameters, compiled formats.
+struct Asker<'a> {
+    study: &'a Study,
+    model: &'a Model,
+    template: ChatTemplate,
+    params: SamplingParams,
+    batch: usize,
+    /// Per question (separate mode); `None` for free text.
+    formats: Vec<Option<Format>>,
+    /// The JSON object pattern (together mode) and the options of each of its slots.
+    together: Option<(Compiled, Pattern)>,
+}
+
+/// How an option is written inside the together-mode JSON object.
+fn json_value(option: &str) -> String {
+    if option.parse::<f64>().is_ok() {
+        option.to_string()
+    } else {
+        serde_json::to_string(option).unwrap_or_else(|_| format!("\"{option}\""))
+    }
+}
+
+fn engine(e: EngineError) -> Error {
+    Error::Inference(e)
+}
+
+impl<'a> Asker<'a> {
+    fn new(study: &'a Study, model: &'a Model, batch: usize) -> Result<Self> {
+        let template = model_template(model)?;
+        let params = SamplingParams {
+            temperature: study.sampling.temperature as f32,
+            top_k: 0,
+            top_p: study.sampling.top_p as f32,
+            min_p: 0.0,
+            repeat_penalty: None,
+            seed: study.seed,
+            max_tokens: 0,
+        };
+        let mut formats = Vec::new();
+        for q in &study.questions {
+            formats.push(match q.options() {
+                Some(options) => Some(Format {
+                    compiled: Compiled::new(&Pattern::options(options.clone()), &model.tokenizer)?,
+                    options,
+                }),
+                None => None,
+            });
+        }
+        let together = match &study.ask {
+            AskMode::Together { .. } => {
+                let fields: Vec<(String, Vec<String>)> = study
+                    .answer_keys()
+                    .into_iter()
+                    .zip(&study.questions)
+                    .map(|(k, q)| {
+                        let opts = q.options().unwrap_or_default();
+                        (k, opts.iter().map(|o| json_value(o)).collect())
+                    })
+                    .collect();
+                let pattern = Pattern::json_object(&fields);
+                Some((Compiled::new(&pattern, &model.tokenizer)?, pattern))
+            }
+            AskMode::Separate { .. } => None,
+        };
+        Ok(Self {
+            study,
+            model,
+            template,
+            params,
+            batch: batch.max(1),
+            formats,
+            together,
+        })
+    }
+
+    fn ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        Ok(render_ids(self.model, &self.template, messages, true)?)
+    }
+
+    /// The opening messages, with the persona's own reply generated (greedily, so it is the
+    /// same for every sample) where the study gives none.
+    fn opening(&self, person: &Person) -> Result<Vec<Message>> {
+        let mut messages = self.study.opening(person);
+        let needs_reply = self.study.persona.placement == Placement::User
+            && messages.last().is_some_and(|m| m.role == "user");
+        if needs_reply {
+            let ids = self.ids(&messages)?;
+            let g = generate(
+                &self.model.llama,
+                &ids,
+                &SamplingParams::greedy(128),
+                &self.model.tokenizer.stop_ids(),
+                0,
+                &mut |_| true,
+            )?;
+            let text = self
+                .model
+                .tokenizer
+                .decode(&g.tokens, true)
+                .map_err(|e| Error::Tokenize(e.to_string()))?;
+            messages.push(Message::assistant(text.trim()));
+        }
+        Ok(messages)
+    }
+
+    fn rng(&self, person: &Person, sample: usize, question: usize) -> ChaCha20Rng {
+        row_rng(
+            self.study.sample_seed(person.id, sample),
+            &[question as u64],
+        )
+    }
+
+    fn respondent(&self, person: &Person) -> Result<(Vec<Record>, Vec<Distribution>)> {
+        let opening = self.opening(person)?;
+        match &self.study.ask {
+            AskMode::Together { .. } => self.together(person, opening),
+            AskMode::Separate {
+                keep_history: false,
+            } => self.separate(person, opening),
+            AskMode::Separate { keep_history: true } => self.with_history(person, opening),
+        }
+    }
+
+    fn exact(&self) -> bool {
+        self.study.sampling.mode == Mode::Exact
+    }
+
+    /// Each question after the opening alone: the opening is computed once, each question's
+    /// prompt once, and its samples decode together.
+    fn separate(
+        &self,
+        person: &Person,
+        opening: Vec<Message>,
+    ) -> Result<(Vec<Record>, Vec<Distribution>)> {
+        let llama = &self.model.llama;
+        let prompts: Vec<Vec<u32>> = self
+            .study
+            .questions
+            .iter()
+            .map(|q| {
+                let mut m = opening.clone();
+                m.push(Message::user(q.prompt()));
+                self.ids(&m)
+            })
+            .collect::<Result<_>>()?;
+        let shared = common_prefix(&prompts);
+        let mut base = llama.new_cache(1, shared)?;
+        if shared > 0 {
+            prefill(llama, &mut base, &prompts[0][..shared]).map_err(engine)?;
+        }
+        let mut records = Vec::new();
+        let mut dists = Vec::new();
+        for (qi, (q, ids)) in self.study.questions.iter().zip(&prompts).enumerate() {
+            let mut cache = base.repeat_rows(1, ids.len() - shared + 64)?;
+            let logits = prefill(llama, &mut cache, &ids[shared..]).map_err(engine)?;
+            self.answer(person, qi, q, &cache, logits, &mut records, &mut dists)?;
+        }
+        Ok((records, dists))
+    }
+
+    /// Answers question `qi` from a one-row cache holding its prompt.
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &self,
+        person: &Person,
+        qi: usize,
+        q: &Question,
+        cache: &Cache,
+        logits: Vec<f32>,
+        records: &mut Vec<Record>,
+        dists: &mut Vec<Distribution>,
+    ) -> Result<()> {
+        let samples = self.study.sampling.samples;
+        match (&self.formats[qi], self.exact()) {
+            (Some(format), true) => {
+                // Options follow the assistant turn's opening directly: nothing to join them to.
+                let options = tokenize_options(&self.model.tokenizer, "", &format.options)?;
+                let d = score_after(&self.model.llama, cache, &logits, &options)?;
+                let probs: Vec<(String, f64)> = d
+                    .options
+                    .iter()
+                    .map(|o| (o.option.clone(), o.probability))
+                    .collect();
+                if samples > 1 {
+                    for s in 1..=samples {
+                        let mut rng = self.rng(person, s, qi);
+                        let (answer, p) = draw(&probs, &mut rng);
+                        records.push(record(person, s, q, answer, Some(p)));
+                    }
+                }
+                dists.push(Distribution {
+                    respondent: person.id,
+                    question_id: q.id.clone(),
+                    options: probs,
+                });
+            }
+            (Some(format), false) => {
+                for (start, rows) in chunks(samples, self.batch) {
+                    let mut forked = cache.repeat_rows(rows, 16)?;
+                    let patterns = vec![&format.compiled; rows];
+                    let rngs = (0..rows)
+                        .map(|i| self.rng(person, start + i + 1, qi))
+                        .collect();
+                    let out = decode_constrained(
+                        &self.model.llama,
+                        &mut forked,
+                        vec![logits.clone(); rows],
+                        &self.params,
+                        &patterns,
+                        rngs,
+                    )?;
+                    for (i, a) in out.iter().enumerate() {
+                        let answer = format.options[a.choices[0]].clone();
+                        records.push(record(person, start + i + 1, q, answer, None));
+                    }
+                }
+            }
+            (None, _) => {
+                let max_tokens = match q.kind {
+                    QuestionKind::Text { max_tokens } => max_tokens,
+                    _ => 128,
+                };
+                let params = SamplingParams {
+                    max_tokens,
+                    ..self.params.clone()
+                };
+                for (start, rows) in chunks(samples, self.batch) {
+                    let mut forked = cache.repeat_rows(rows, max_tokens + 1)?;
+                    let rngs = (0..rows)
+                        .map(|i| self.rng(person, start + i + 1, qi))
+                        .collect();
+                    let out = decode_rows(
+                        &self.model.llama,
+                        &mut forked,
+                        vec![logits.clone(); rows],
+                        &params,
+                        &self.model.tokenizer.stop_ids(),
+                        rngs,
+                    )?;
+                    for (i, g) in out.iter().enumerate() {
+                        let text = self
+                            .model
+                            .tokenizer
+                            .decode(&g.tokens, true)
+                            .map_err(|e| Error::Tokenize(e.to_string()))?;
+                        records.push(record(person, start + i + 1, q, text.trim().into(), None));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// All questions in one turn, answered as one JSON object.
+    fn together(
+        &self,
+        person: &Person,
+        mut messages: Vec<Message>,
+    ) -> Result<(Vec<Record>, Vec<Distribution>)> {
+        let (compiled, pattern) = self.together.as_ref().expect("together mode");
+        let prompt = self.study.together_prompt().unwrap_or_default();
+        messages.push(Message::user(prompt));
+        let ids = self.ids(&messages)?;
+        let llama = &self.model.llama;
+        let mut base = llama.new_cache(1, ids.len() + 128)?;
+        let logits = prefill(llama, &mut base, &ids).map_err(engine)?;
+        let questions = &self.study.questions;
+        let samples = self.study.sampling.samples;
+        let mut records = Vec::new();
+        let mut dists = Vec::new();
+        if self.exact() {
+            // Walk the object: literals are fed, each slot is scored and then filled with its
+            // most likely option.
+            let mut logits = logits;
+            let mut before = String::new();
+            let mut slot = 0;
+            for piece in &pattern.pieces {
+                match piece {
+                    Piece::Literal(text) => {
+                        let lit = self
+                            .model
+                            .tokenizer
+                            .encode(text, false)
+                            .map_err(|e| Error::Tokenize(e.to_string()))?;
+                        logits = prefill(llama, &mut base, &lit).map_err(engine)?;
+                        before = text.clone();
+                    }
+                    Piece::Choice(options) => {
+                        let toks = tokenize_options(&self.model.tokenizer, &before, options)?;
+                        let d = score_after(llama, &base, &logits, &toks)?;
+                        let q = &questions[slot];
+                        let codes = q.options().unwrap_or_default();
+                        let probs: Vec<(String, f64)> = codes
+                            .iter()
+                            .zip(&d.options)
+                            .map(|(c, o)| (c.clone(), o.probability))
+                            .collect();
+                        let best = (0..probs.len())
+                            .max_by(|&a, &b| probs[a].1.total_cmp(&probs[b].1))
+                            .unwrap_or(0);
+                        if samples > 1 {
+                            for s in 1..=samples {
+                                let (answer, p) = draw(&probs, &mut self.rng(person, s, slot));
+                                records.push(record(person, s, q, answer, Some(p)));
+                            }
+                        }
+                        dists.push(Distribution {
+                            respondent: person.id,
+                            question_id: q.id.clone(),
+                            options: probs,
+                        });
+                        logits = prefill(llama, &mut base, &toks[best].ids).map_err(engine)?;
+                        before.clear();
+                        slot += 1;
+                    }
+                }
+            }
+            return Ok((records, dists));
+        }
+        for (start, rows) in chunks(samples, self.batch) {
+            let mut forked = base.repeat_rows(rows, 256)?;
+            let rngs = (0..rows)
+                .map(|i| self.rng(person, start + i + 1, 0))
+                .collect();
+            let out = decode_constrained(
+                llama,
+                &mut forked,
+                vec![logits.clone(); rows],
+                &self.params,
+                &vec![compiled; rows],
+                rngs,
+            )?;
+            for (i, a) in out.iter().enumerate() {
+                for (q, &choice) in questions.iter().zip(&a.choices) {
+                    let answer = q.options().unwrap_or_default()[choice].clone();
+                    records.push(record(person, start + i + 1, q, answer, None));
+                }
+            }
+        }
+        Ok((records, dists))
+    }
+
+    /// Questions one after another, each answer kept in the conversation. Sampled: each sample
+    /// is its own conversation. Exact: one conversation whose answers are the most likely ones.
+    fn with_history(
+        &self,
+        person: &Person,
+        opening: Vec<Message>,
+    ) -> Result<(Vec<Record>, Vec<Distribution>)> {
+        let llama = &self.model.llama;
+        let runs = if self.exact() {
+            1
+        } else {
+            self.study.sampling.samples
+        };
+        let mut records = Vec::new();
+        let mut dists = Vec::new();
+        for s in 1..=runs {
+            let mut messages = opening.clone();
+            let mut cache = llama.new_cache(1, 512)?;
+            let mut cached: Vec<u32> = Vec::new();
+            for (qi, q) in self.study.questions.iter().enumerate() {
+                messages.push(Message::user(q.prompt()));
+                let ids = self.ids(&messages)?;
+                let keep = common_prefix(&[cached.clone(), ids.clone()]).min(ids.len() - 1);
+                cache.truncate(keep);
+                let logits = prefill(llama, &mut cache, &ids[keep..]).map_err(engine)?;
+                cached = ids;
+                let before_records = records.len();
+                let before_dists = dists.len();
+                if self.exact() {
+                    self.answer(person, qi, q, &cache, logits, &mut records, &mut dists)?;
+                } else {
+                    self.answer_one(person, s, qi, q, &cache, logits, &mut records)?;
+                }
+                let text = if let Some(d) = dists.get(before_dists) {
+                    d.options
+                        .iter()
+                        .max_by(|a, b| a.1.total_cmp(&b.1))
+                        .map(|o| o.0.clone())
+                        .unwrap_or_default()
+                } else {
+                    records
+                        .get(before_records)
+                        .map(|r| r.answer.clone())
+                        .unwrap_or_default()
+                };
+                messages.push(Message::assistant(text));
+            }
+        }
+        Ok((records, dists))
+    }
+
+    /// One sampled answer (sample `s`) from a one-row cache.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_one(
+        &self,
+        person: &Person,
+        s: usize,
+        qi: usize,
+        q: &Question,
+        cache: &Cache,
+        logits: Vec<f32>,
+        records: &mut Vec<Record>,
+    ) -> Result<()> {
+        let mut forked = cache.repeat_rows(1, 256)?;
+        let rng = self.rng(person, s, qi);
+        let answer = match &self.formats[qi] {
+            Some(format) => {
+                let out = decode_constrained(
+                    &self.model.llama,
+                    &mut forked,
+                    vec![logits],
+                    &self.params,
+                    &[&format.compiled],
+                    vec![rng],
+                )?;
+                format.options[out[0].choices[0]].clone()
+            }
+            None => {
+                let max_tokens = match q.kind {
+                    QuestionKind::Text { max_tokens } => max_tokens,
+                    _ => 128,
+                };
+                let params = SamplingParams {
+                    max_tokens,
+                    ..self.params.clone()
+                };
+                let out = decode_rows(
+                    &self.model.llama,
+                    &mut forked,
+                    vec![logits],
+                    &params,
+                    &self.model.tokenizer.stop_ids(),
+                    vec![rng],
+                )?;
+                self.model
+                    .tokenizer
+                    .decode(&out[0].tokens, true)
+                    .map_err(|e| Error::Tokenize(e.to_string()))?
+                    .trim()
+                    .to_string()
+            }
+        };
+        records.push(record(person, s, q, answer, None));
+        Ok(())
+    }
+}
+
+fn record(person: &Person, sample: usize, q: &Question, answer: String, p: Option<f64>) -> Record {
+    Record {
+        respondent: person.id,
+        sample,
+        question_id: q.id.clone(),
+        answer,
+        probability: p,
+    }
+}
+
+/// Draws an option from a distribution.
+fn draw(probs: &[(String, f64)], rng: &mut impl Rng) -> (String, f64) {
+    let u: f64 = rng.random();
+    let mut acc = 0.0;
+    for (o, p) in probs {
+        acc += p;
+        if u < acc {
+            return (o.clone(), *p);
+        }
+    }
+    probs
+        .last()
+        .map(|(o, p)| (o.clone(), *p))
+        .unwrap_or_default()
+}
+
+/// `(first sample index, rows)` batches covering `n` samples.
+fn chunks(n: usize, batch: usize) -> Vec<(usize, usize)> {
+    (0..n)
+        .step_by(batch)
+        .map(|start| (start, batch.min(n - start)))
+        .collect()
+}
+
+/// Length of the longest prefix all sequences share.
+fn common_prefix(seqs: &[Vec<u32>]) -> usize {
+    let Some(first) = seqs.first() else {
+        return 0;
+    };
+    let mut n = first.len();
+    for s in &seqs[1..] {
+        n = n.min(first.iter().zip(s).take_while(|(a, b)| a == b).count());
+    }
+    // At least one token of every prompt must remain to produce its logits.
+    n.min(
+        seqs.iter()
+            .map(|s| s.len())
+            .min()
+            .unwrap_or(0)
+            .saturating_sub(1),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_prefix_leaves_a_token() {
+        assert_eq!(common_prefix(&[vec![1, 2, 3], vec![1, 2, 4]]), 2);
+        assert_eq!(common_prefix(&[vec![1, 2, 3]]), 2);
+        assert_eq!(common_prefix(&[vec![1, 2], vec![1, 2, 3]]), 1);
+    }
+
+    #[test]
+    fn chunks_cover_everything() {
+        assert_eq!(chunks(5, 2), vec![(0, 2), (2, 2), (4, 1)]);
+        assert_eq!(chunks(0, 2), vec![]);
+    }
+
+    #[test]
+    fn draws_follow_probabilities() {
+        let probs = vec![("a".to_string(), 0.2), ("b".to_string(), 0.8)];
+        let mut rng = row_rng(1, &[2]);
+        let n = 10_000;
+        let a = (0..n).filter(|_| draw(&probs, &mut rng).0 == "a").count();
+        assert!((a as f64 / n as f64 - 0.2).abs() < 0.02);
+    }
+
+    #[test]
+    fn json_values_quote_non_numbers() {
+        assert_eq!(json_value("5"), "5");
+        assert_eq!(json_value("A"), "\"A\"");
+    }
+}

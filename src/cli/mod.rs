@@ -6,6 +6,7 @@ mod bench;
 mod chat;
 mod inspect;
 mod models;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,10 @@ pub enum Command {
     Tokenize(inspect::TokenizeArgs),
     /// Print the most likely next tokens after a raw prompt (no chat template).
     NextToken(inspect::NextTokenArgs),
+    /// Run a study: population x questions x samples, to CSV, manifest and charts.
+    Run(run::RunArgs),
+    /// Print a study's people as CSV (no model needed).
+    Population(run::PopulationArgs),
     /// Measure prefill and decode speed (tokens per second).
     Bench(bench::BenchArgs),
 }
@@ -61,6 +66,16 @@ pub struct ModelArgs {
     /// A Jinja chat template file that replaces the model's own.
     #[arg(long, value_name = "FILE")]
     pub chat_template: Option<PathBuf>,
+    /// Memory (MiB) personas may spend on dense f32 copies of quantized weights, which make
+    /// batched prefill and sampling many times faster on CPU; models whose copies would need
+    /// more stay quantized only. 0 turns the copies off.
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 2048,
+        env = "PERSONAS_DENSE_MB"
+    )]
+    pub dense_mb: usize,
 }
 
 /// How tokens are drawn.
@@ -102,8 +117,15 @@ impl SamplingArgs {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Study files are checked before the registry or any model is touched.
+    if let Command::Population(a) = cli.command {
+        population_only(a)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let ctx = Context::new(&cli)?;
     match cli.command {
+        Command::Run(a) => run::run(&ctx, a),
+        Command::Population(_) => unreachable!("handled above"),
         Command::Models(a) => models::list(&ctx, a),
         Command::Download(a) => models::download(&ctx, a),
         Command::Chat(a) => chat::run(&ctx, a),
@@ -113,6 +135,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => bench::run(&ctx, a),
     }?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn population_only(args: run::PopulationArgs) -> anyhow::Result<()> {
+    run::population(args)
 }
 
 /// What every subcommand may need: the registry, hub settings and the device.
@@ -148,7 +174,8 @@ impl Context {
             ),
             None => located.chat_template.clone(),
         };
-        let model = Model::load(&located.files, &device, template)?;
+        let mut model = Model::load(&located.files, &device, template)?;
+        model.llama.densify(args.dense_mb << 20)?;
         Ok(model)
     }
 }

@@ -163,8 +163,12 @@ impl Report {
                 r.answer.clone(),
                 probability,
             ])?;
-            self.tallies[q].answers += 1;
-            self.tally(q, &r.answer, 1.0);
+            // Draws from an exact distribution (they carry its probability) would only add
+            // noise to the summary, which tallies the distribution itself below.
+            if r.probability.is_none() {
+                self.tallies[q].answers += 1;
+                self.tally(q, &r.answer, 1.0);
+            }
         }
         for d in distributions {
             let q = question_index(&self.questions, &d.question_id)?;

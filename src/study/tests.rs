@@ -189,15 +189,6 @@ fn error_size_with_people() {
 }
 
 #[test]
-fn error_exact_mode_with_together() {
-    let text = format!("{BASE}\n[ask]\nmode = \"together\"\n\n[sampling]\nmode = \"exact\"\n");
-    insta::assert_snapshot!(
-        "exact_with_together",
-        parse_base(&text).unwrap_err().to_string()
-    );
-}
-
-#[test]
 fn error_missing_persona() {
     let text = BASE.replacen(
         "[persona]\ntemplate = \"You are a {{ age }}-year-old {{ gender }} person.\"\n",

@@ -64,7 +64,7 @@ pub(super) fn study(text: &str, path: &Path) -> Result<Study> {
     let questions = check.questions(&spec.scales, spec.questions, &attributes)?;
     let constructs = check.constructs(spec.constructs, &questions, &attributes)?;
     let ask = check.ask(spec.ask)?;
-    let sampling = check.sampling(spec.sampling, &ask, &questions)?;
+    let sampling = check.sampling(spec.sampling)?;
 
     Ok(Study {
         path: path.to_path_buf(),
@@ -370,12 +370,7 @@ impl Checker<'_> {
         }
     }
 
-    fn sampling(
-        &self,
-        spec: Option<Spanned<super::spec::SamplingSpec>>,
-        ask: &AskMode,
-        questions: &[Question],
-    ) -> Result<Sampling> {
+    fn sampling(&self, spec: Option<Spanned<super::spec::SamplingSpec>>) -> Result<Sampling> {
         let spec = spec.map(Spanned::into_inner);
         let spec = spec.as_ref();
         let mode = spec.and_then(|s| s.mode.as_ref());
@@ -413,28 +408,9 @@ impl Checker<'_> {
                 ));
             }
         }
+        // Exact mode combines with every ask mode: closed questions are scored, free text is
+        // sampled, and `samples` draws from the scored distributions (see runner.rs).
         let mode_value = mode.map_or(Mode::Sample, |m| *m.get_ref());
-        if let (Mode::Exact, Some(m)) = (mode_value, mode) {
-            let history = matches!(ask, AskMode::Separate { keep_history: true });
-            if matches!(ask, AskMode::Together { .. }) || history {
-                let what = if history {
-                    "keep_history = true"
-                } else {
-                    "ask mode = \"together\""
-                };
-                return Err(self.err(m.span(), format!("exact mode cannot be combined with {what}"), Some("exact mode scores each question on its own: use [ask] mode = \"separate\" without keep_history")));
-            }
-            if let Some(q) = questions.iter().find(|q| !q.is_closed()) {
-                return Err(self.err(
-                    m.span(),
-                    format!("exact mode cannot score the free-text question `{}`", q.id),
-                    Some("use mode = \"sample\", or remove the text question"),
-                ));
-            }
-            if let Some(n) = samples.filter(|n| *n.get_ref() != 1) {
-                return Err(self.err(n.span(), format!("exact mode computes each answer's probability once; `samples = {}` has no effect", n.get_ref()), Some("remove `samples`, or use mode = \"sample\"")));
-            }
-        }
         Ok(Sampling {
             mode: mode_value,
             samples: samples.map_or(1, |n| *n.get_ref() as usize),
