@@ -223,6 +223,11 @@ pub struct ConstrainedAnswer {
 
 /// Decodes every row of `cache` under its pattern (`patterns[r]`, compiled), starting from its
 /// next-token logits `logits[r]`, drawing with `rngs[r]`. Rows end when their pattern is complete.
+///
+/// Forced text costs no sampling and needs no logits until the next choice, so each row's run of
+/// decided tokens (a drawn token and the literal after it, e.g. `, "next_key": `) goes through
+/// the model in one multi-token step; rows advance by the shortest run in the batch and keep the
+/// rest for the next step.
 pub fn decode_constrained(
     llama: &Llama,
     cache: &mut Cache,
@@ -243,20 +248,41 @@ pub fn decode_constrained(
         c.settle(p);
     }
     let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); n];
+    // Decided tokens not yet fed to the model, per row.
+    let mut pending: Vec<std::collections::VecDeque<u32>> = vec![Default::default(); n];
     let mut active: Vec<usize> = (0..n).filter(|&i| !cursors[i].done(patterns[i])).collect();
     if active.len() < n {
         cache.retain_rows(&active)?;
         logits = active.iter().map(|&i| logits[i].clone()).collect();
     }
     while !active.is_empty() {
-        let mut feed = Vec::with_capacity(active.len());
         let mut still = Vec::with_capacity(active.len());
         for (row, &i) in active.iter().enumerate() {
-            let t =
-                cursors[i].next_token(patterns[i], &logits[row], params, &tokens[i], &mut rngs[i]);
-            tokens[i].push(t);
-            if !cursors[i].done(patterns[i]) {
-                feed.push(vec![t]);
+            if pending[i].is_empty() {
+                // A decision from this row's logits, then whatever is forced after it.
+                loop {
+                    let t = cursors[i].next_token(
+                        patterns[i],
+                        &logits[row],
+                        params,
+                        &tokens[i],
+                        &mut rngs[i],
+                    );
+                    tokens[i].push(t);
+                    pending[i].push_back(t);
+                    let forced_next = matches!(
+                        patterns[i].steps.get(cursors[i].step),
+                        Some(Step::Forced(_))
+                    );
+                    if !forced_next {
+                        break;
+                    }
+                }
+            }
+            if cursors[i].done(patterns[i]) {
+                // Nothing more to draw: the last tokens need no model pass.
+                pending[i].clear();
+            } else {
                 still.push(row);
             }
         }
@@ -267,6 +293,11 @@ pub fn decode_constrained(
             cache.retain_rows(&still)?;
             active = still.iter().map(|&r| active[r]).collect();
         }
+        let k = active.iter().map(|&i| pending[i].len()).min().unwrap_or(1);
+        let feed: Vec<Vec<u32>> = active
+            .iter()
+            .map(|&i| pending[i].drain(..k).collect())
+            .collect();
         let out = llama.forward(&feed, cache, LogitsAt::Last)?;
         logits = out.to_vec2::<f32>()?;
     }
