@@ -27,10 +27,10 @@ use crate::chat::{ChatTemplate, Message};
 use crate::engine::constrain::{decode_constrained, Compiled, Pattern, Piece};
 use crate::engine::generate::{decode_rows, generate, prefill};
 use crate::engine::sampling::row_rng;
-use crate::engine::score::{score_after, tokenize_options};
+use crate::engine::score::{score_after, score_single, tokenize_options};
 use crate::engine::session::{model_template, render_ids};
 use crate::engine::{EngineError, SamplingParams};
-use crate::model::{Cache, Model};
+use crate::model::{Cache, LogitsAt, Model};
 use crate::report::{Distribution, Manifest, ModelInfo, Record, Report};
 use crate::study::{AskMode, Mode, Person, Placement, Question, QuestionKind, Study};
 use crate::{Error, Result};
@@ -92,25 +92,27 @@ pub fn run(
         .write_manifest(&manifest)
         .map_err(|e| Error::Output(e.to_string()))?;
 
-    let asker = Asker::new(study, model, settings.batch)?;
+    let mut asker = Asker::new(study, model, settings.batch)?;
+    asker.split = asker.study_prefix(&people)?;
     let per_respondent = answers_per_respondent(study);
     let bar = progress_bar(settings.progress, (people.len() * per_respondent) as u64);
     let started = Instant::now();
     let mut answers = 0;
     let mut respondents = 0;
     let mut interrupted = false;
-    for person in &people {
+    for group in people.chunks(asker.group_size()) {
         if stop.load(Ordering::SeqCst) {
             interrupted = true;
             break;
         }
-        let (records, dists) = asker.respondent(person)?;
-        report
-            .add_respondent(person, &records, &dists)
-            .map_err(|e| Error::Output(e.to_string()))?;
-        answers += records.len() + dists.len();
-        respondents += 1;
-        bar.inc(per_respondent as u64);
+        for (person, (records, dists)) in group.iter().zip(asker.respondents(group)?) {
+            report
+                .add_respondent(person, &records, &dists)
+                .map_err(|e| Error::Output(e.to_string()))?;
+            answers += records.len() + dists.len();
+            respondents += 1;
+            bar.inc(per_respondent as u64);
+        }
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
@@ -178,6 +180,9 @@ struct Asker<'a> {
     formats: Vec<Option<Format>>,
     /// The JSON object pattern (together mode) and the options of each of its slots.
     together: Option<(Compiled, Pattern)>,
+    /// Tokens every prompt of the run starts with. Batched prompts are computed as this prefix
+    /// plus the rest, whichever respondents share a batch, so no result depends on the grouping.
+    split: usize,
 }
 
 /// How an option is written inside the together-mode JSON object.
@@ -239,7 +244,27 @@ impl<'a> Asker<'a> {
             batch: batch.max(1),
             formats,
             together,
+            split: 0,
         })
+    }
+
+    /// The prompt prefix every respondent and question shares, from the rendered openings alone
+    /// (no model call).
+    fn study_prefix(&self, people: &[Person]) -> Result<usize> {
+        let mut prompts = Vec::new();
+        for (i, person) in people.iter().enumerate() {
+            let questions = if i == 0 {
+                &self.study.questions[..]
+            } else {
+                &self.study.questions[..1]
+            };
+            for q in questions {
+                let mut m = self.study.opening(person);
+                m.push(Message::user(q.prompt()));
+                prompts.push(self.ids(&m)?);
+            }
+        }
+        Ok(common_prefix(&prompts))
     }
 
     fn ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
@@ -279,14 +304,36 @@ impl<'a> Asker<'a> {
         )
     }
 
-    fn respondent(&self, person: &Person) -> Result<(Vec<Record>, Vec<Distribution>)> {
-        let opening = self.opening(person)?;
-        match &self.study.ask {
-            AskMode::Together { .. } => self.together(person, opening),
+    /// Respondents answered together: in separate mode without history every respondent's
+    /// questions are independent prompts, so a group fills one batch (about `batch` prompts).
+    fn group_size(&self) -> usize {
+        match self.study.ask {
             AskMode::Separate {
                 keep_history: false,
-            } => self.separate(person, opening),
-            AskMode::Separate { keep_history: true } => self.with_history(person, opening),
+            } => (self.batch / self.study.questions.len().max(1)).max(1),
+            _ => 1,
+        }
+    }
+
+    fn respondents(&self, people: &[Person]) -> Result<Vec<(Vec<Record>, Vec<Distribution>)>> {
+        let openings = people
+            .iter()
+            .map(|p| self.opening(p))
+            .collect::<Result<Vec<_>>>()?;
+        match &self.study.ask {
+            AskMode::Together { .. } => people
+                .iter()
+                .zip(openings)
+                .map(|(p, o)| self.together(p, o))
+                .collect(),
+            AskMode::Separate {
+                keep_history: false,
+            } => self.separate(people, openings),
+            AskMode::Separate { keep_history: true } => people
+                .iter()
+                .zip(openings)
+                .map(|(p, o)| self.with_history(p, o))
+                .collect(),
         }
     }
 
@@ -294,37 +341,192 @@ impl<'a> Asker<'a> {
         self.study.sampling.mode == Mode::Exact
     }
 
-    /// Each question after the opening alone: the opening is computed once, each question's
-    /// prompt once, and its samples decode together.
+    /// Each question after the opening alone, for a group of respondents at once. What all
+    /// prompts share (the system prompt, at least) is computed once; every (respondent,
+    /// question) prompt then extends it as one row of a single batch, rows whose suffix is
+    /// shorter carrying a gap so that all end together. Closed questions are then scored from
+    /// those logits (exact) or sampled under their constraint, the samples of every row decoding
+    /// together in batches of `batch` rows.
     fn separate(
         &self,
-        person: &Person,
-        opening: Vec<Message>,
-    ) -> Result<(Vec<Record>, Vec<Distribution>)> {
+        people: &[Person],
+        openings: Vec<Vec<Message>>,
+    ) -> Result<Vec<(Vec<Record>, Vec<Distribution>)>> {
         let llama = &self.model.llama;
-        let prompts: Vec<Vec<u32>> = self
-            .study
-            .questions
-            .iter()
-            .map(|q| {
+        let questions = &self.study.questions;
+        let mut prompts = Vec::with_capacity(people.len() * questions.len());
+        for opening in &openings {
+            for q in questions {
                 let mut m = opening.clone();
                 m.push(Message::user(q.prompt()));
-                self.ids(&m)
-            })
-            .collect::<Result<_>>()?;
-        let shared = common_prefix(&prompts);
+                prompts.push(self.ids(&m)?);
+            }
+        }
+        let shared = common_prefix(&prompts).min(self.split);
         let mut base = llama.new_cache(1, shared)?;
         if shared > 0 {
             prefill(llama, &mut base, &prompts[0][..shared]).map_err(engine)?;
         }
-        let mut records = Vec::new();
-        let mut dists = Vec::new();
-        for (qi, (q, ids)) in self.study.questions.iter().zip(&prompts).enumerate() {
-            let mut cache = base.repeat_rows(1, ids.len() - shared + 64)?;
-            let logits = prefill(llama, &mut cache, &ids[shared..]).map_err(engine)?;
-            self.answer(person, qi, q, &cache, logits, &mut records, &mut dists)?;
+        let nq = questions.len();
+        // Second level: each respondent's own prefix (persona, opening), once for all of its
+        // questions, the respondents of the group side by side.
+        let own: Vec<usize> = (0..people.len())
+            .map(|pi| common_prefix(&prompts[pi * nq..(pi + 1) * nq]).max(shared))
+            .collect();
+        let mut persons = base.repeat_rows(people.len(), 64)?;
+        let heads: Vec<&[u32]> = (0..people.len())
+            .map(|pi| &prompts[pi * nq][shared..own[pi]])
+            .collect();
+        extend_rows(llama, &mut persons, &heads)?;
+
+        let mut out: Vec<(Vec<Record>, Vec<Distribution>)> = vec![Default::default(); people.len()];
+        // Then every (respondent, question) row from its respondent's prefix; rows of similar
+        // length go together, so little of a batch is filler.
+        let mut order: Vec<usize> = (0..prompts.len()).collect();
+        order.sort_by_key(|&r| prompts[r].len() - own[r / nq]);
+        for chunk in order.chunks(self.batch) {
+            let who_rows: Vec<usize> = chunk.iter().map(|&r| r / nq).collect();
+            let mut cache = persons.rows(&who_rows)?;
+            let suffixes: Vec<&[u32]> = chunk.iter().map(|&r| &prompts[r][own[r / nq]..]).collect();
+            let logits = extend_rows(llama, &mut cache, &suffixes)?;
+            // Sampled answers, as (local row, sample) jobs decoded together below.
+            let mut closed_jobs = Vec::new();
+            let mut open_jobs = Vec::new();
+            for (local, &row) in chunk.iter().enumerate() {
+                let (pi, qi) = (row / nq, row % nq);
+                let (person, q) = (&people[pi], &questions[qi]);
+                let samples = 1..=self.study.sampling.samples;
+                match (&self.formats[qi], self.exact()) {
+                    (Some(format), true) => {
+                        let options = tokenize_options(&self.model.tokenizer, "", &format.options)?;
+                        let d = match score_single(&logits[local], &options) {
+                            Some(d) => d,
+                            None => score_after(
+                                llama,
+                                &cache.rows(&[local])?,
+                                &logits[local],
+                                &options,
+                            )?,
+                        };
+                        let (records, dists) = &mut out[pi];
+                        self.exact_answer(person, qi, q, &d, records, dists);
+                    }
+                    (Some(_), false) => closed_jobs.extend(samples.map(|s| (local, s))),
+                    (None, _) => open_jobs.extend(samples.map(|s| (local, s))),
+                }
+            }
+            let who = |local: usize| (chunk[local] / nq, chunk[local] % nq);
+            for jobs in closed_jobs.chunks(self.batch) {
+                let idx: Vec<usize> = jobs.iter().map(|&(local, _)| local).collect();
+                let mut forked = cache.rows(&idx)?;
+                let patterns: Vec<&Compiled> = jobs
+                    .iter()
+                    .map(|&(local, _)| {
+                        &self.formats[who(local).1]
+                            .as_ref()
+                            .expect("closed")
+                            .compiled
+                    })
+                    .collect();
+                let rngs = jobs
+                    .iter()
+                    .map(|&(local, s)| self.rng(&people[who(local).0], s, who(local).1))
+                    .collect();
+                let starts = idx.iter().map(|&l| logits[l].clone()).collect();
+                let answers =
+                    decode_constrained(llama, &mut forked, starts, &self.params, &patterns, rngs)?;
+                for (&(local, s), a) in jobs.iter().zip(&answers) {
+                    let (pi, qi) = who(local);
+                    let format = self.formats[qi].as_ref().expect("closed");
+                    let answer = format.options[a.choices[0]].clone();
+                    out[pi]
+                        .0
+                        .push(record(&people[pi], s, &questions[qi], answer, None));
+                }
+            }
+            for jobs in open_jobs.chunks(self.batch) {
+                let idx: Vec<usize> = jobs.iter().map(|&(local, _)| local).collect();
+                let max_tokens = jobs
+                    .iter()
+                    .map(|&(local, _)| text_tokens(&questions[who(local).1]))
+                    .max()
+                    .unwrap_or(128);
+                let mut forked = cache.rows(&idx)?;
+                let rngs = jobs
+                    .iter()
+                    .map(|&(local, s)| self.rng(&people[who(local).0], s, who(local).1))
+                    .collect();
+                let starts = idx.iter().map(|&l| logits[l].clone()).collect();
+                let params = SamplingParams {
+                    max_tokens,
+                    ..self.params.clone()
+                };
+                let gens = decode_rows(
+                    llama,
+                    &mut forked,
+                    starts,
+                    &params,
+                    &self.model.tokenizer.stop_ids(),
+                    rngs,
+                )?;
+                for (&(local, s), g) in jobs.iter().zip(&gens) {
+                    let (pi, qi) = who(local);
+                    // Rows of one batch share the largest limit; each keeps to its own.
+                    let limit = text_tokens(&questions[qi]).min(g.tokens.len());
+                    let text = self
+                        .model
+                        .tokenizer
+                        .decode(&g.tokens[..limit], true)
+                        .map_err(|e| Error::Tokenize(e.to_string()))?;
+                    out[pi].0.push(record(
+                        &people[pi],
+                        s,
+                        &questions[qi],
+                        text.trim().into(),
+                        None,
+                    ));
+                }
+            }
         }
-        Ok((records, dists))
+        // The order of the per-respondent path: by question, then sample.
+        for (records, _) in &mut out {
+            records.sort_by_key(|r| {
+                (
+                    questions.iter().position(|q| q.id == r.question_id),
+                    r.sample,
+                )
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records an exact distribution, and `samples` draws from it when more than one is asked.
+    fn exact_answer(
+        &self,
+        person: &Person,
+        qi: usize,
+        q: &Question,
+        d: &crate::engine::score::Distribution,
+        records: &mut Vec<Record>,
+        dists: &mut Vec<Distribution>,
+    ) {
+        let probs: Vec<(String, f64)> = d
+            .options
+            .iter()
+            .map(|o| (o.option.clone(), o.probability))
+            .collect();
+        let samples = self.study.sampling.samples;
+        if samples > 1 {
+            for s in 1..=samples {
+                let (answer, p) = draw(&probs, &mut self.rng(person, s, qi));
+                records.push(record(person, s, q, answer, Some(p)));
+            }
+        }
+        dists.push(Distribution {
+            respondent: person.id,
+            question_id: q.id.clone(),
+            options: probs,
+        });
     }
 
     /// Answers question `qi` from a one-row cache holding its prompt.
@@ -345,23 +547,7 @@ impl<'a> Asker<'a> {
                 // Options follow the assistant turn's opening directly: nothing to join them to.
                 let options = tokenize_options(&self.model.tokenizer, "", &format.options)?;
                 let d = score_after(&self.model.llama, cache, &logits, &options)?;
-                let probs: Vec<(String, f64)> = d
-                    .options
-                    .iter()
-                    .map(|o| (o.option.clone(), o.probability))
-                    .collect();
-                if samples > 1 {
-                    for s in 1..=samples {
-                        let mut rng = self.rng(person, s, qi);
-                        let (answer, p) = draw(&probs, &mut rng);
-                        records.push(record(person, s, q, answer, Some(p)));
-                    }
-                }
-                dists.push(Distribution {
-                    respondent: person.id,
-                    question_id: q.id.clone(),
-                    options: probs,
-                });
+                self.exact_answer(person, qi, q, &d, records, dists);
             }
             (Some(format), false) => {
                 for (start, rows) in chunks(samples, self.batch) {
@@ -613,6 +799,42 @@ impl<'a> Asker<'a> {
         };
         records.push(record(person, s, q, answer, None));
         Ok(())
+    }
+}
+
+/// Extends each row of `cache` by its suffix, as one batch: rows whose suffix is shorter get a
+/// gap first, so that every row ends at the last position. Returns each row's next-token
+/// logits.
+fn extend_rows(
+    llama: &crate::model::Llama,
+    cache: &mut Cache,
+    suffixes: &[&[u32]],
+) -> Result<Vec<Vec<f32>>> {
+    let longest = suffixes.iter().map(|s| s.len()).max().unwrap_or(0);
+    if longest == 0 {
+        return Ok(Vec::new());
+    }
+    let gaps: Vec<usize> = suffixes.iter().map(|s| longest - s.len()).collect();
+    cache.open_gaps(&gaps)?;
+    let rows: Vec<Vec<u32>> = suffixes
+        .iter()
+        .zip(&gaps)
+        .map(|(s, &g)| {
+            let mut row = vec![s.first().copied().unwrap_or(0); g];
+            row.extend_from_slice(s);
+            row
+        })
+        .collect();
+    Ok(llama
+        .forward(&rows, cache, LogitsAt::Last)?
+        .to_vec2::<f32>()?)
+}
+
+/// Tokens a free-text question may take.
+fn text_tokens(q: &Question) -> usize {
+    match q.kind {
+        QuestionKind::Text { max_tokens } => max_tokens,
+        _ => 128,
     }
 }
 

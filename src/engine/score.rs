@@ -127,6 +127,20 @@ pub fn score_after(
     Ok(distribution(options, &logprobs))
 }
 
+/// Scores options that are one token each straight from the prompt's next-token logits (no
+/// model call); `None` when some option has more tokens.
+pub fn score_single(first: &[f32], options: &[OptionTokens]) -> Option<Distribution> {
+    if options.iter().any(|o| o.ids.len() != 1) {
+        return None;
+    }
+    let lp = log_softmax(first);
+    let logprobs: Vec<f64> = options
+        .iter()
+        .map(|o| lp[o.ids[0] as usize] as f64)
+        .collect();
+    Some(distribution(options, &logprobs))
+}
+
 /// Computes the prompt, then scores the options after it.
 pub fn score(
     llama: &Llama,

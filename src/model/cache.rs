@@ -2,8 +2,10 @@
 //!
 //! Keys and values live in buffers allocated ahead and written in place, so a decode step costs
 //! no concatenation of the whole history; when a buffer fills up it doubles, which keeps the
-//! context free of any fixed cap. Rows may carry left padding of their own (prompts of different
-//! lengths in one batch): the positions below a row's padding are masked out in attention.
+//! context free of any fixed cap. Each row may carry gaps of its own: positions that attention
+//! ignores and rotary positions skip. Left padding is a gap at the start (prompts of different
+//! lengths in one batch); a gap after a shared prefix lets rows whose suffixes differ in length
+//! start from one computed prefix and still end together.
 
 use candle_core::{DType, Device, Tensor};
 
@@ -61,7 +63,8 @@ pub struct Cache {
     layers: Vec<LayerCache>,
     batch: usize,
     len: usize,
-    pads: Vec<usize>,
+    /// Per row: (first position, length) of each run of positions to ignore, in order.
+    gaps: Vec<Vec<(usize, usize)>>,
 }
 
 impl Cache {
@@ -81,7 +84,7 @@ impl Cache {
             layers,
             batch,
             len: 0,
-            pads: vec![0; batch],
+            gaps: vec![Vec::new(); batch],
         })
     }
 
@@ -98,18 +101,55 @@ impl Cache {
         self.len == 0
     }
 
-    /// How many leading positions of `row` are padding.
-    pub fn pad(&self, row: usize) -> usize {
-        self.pads[row]
-    }
-
     /// Declares left padding per row; only valid on an empty cache, before the first forward.
     pub fn set_pads(&mut self, pads: Vec<usize>) -> candle_core::Result<()> {
         if pads.len() != self.batch || self.len != 0 {
             candle_core::bail!("padding is set once per row, before the first forward");
         }
-        self.pads = pads;
+        self.gaps = pads
+            .into_iter()
+            .map(|p| if p > 0 { vec![(0, p)] } else { Vec::new() })
+            .collect();
         Ok(())
+    }
+
+    /// Declares that the next `lens[row]` positions of each row, from the current length on,
+    /// are filler: the caller feeds placeholder tokens there, which nothing attends to.
+    pub fn open_gaps(&mut self, lens: &[usize]) -> candle_core::Result<()> {
+        if lens.len() != self.batch {
+            candle_core::bail!("one gap length per row");
+        }
+        for (gaps, &len) in self.gaps.iter_mut().zip(lens) {
+            if len > 0 {
+                gaps.push((self.len, len));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any row has a gap (then attention needs a mask even for one new token).
+    pub fn has_gaps(&self) -> bool {
+        self.gaps.iter().any(|g| !g.is_empty())
+    }
+
+    /// Whether position `j` of `row` is filler.
+    pub fn hidden(&self, row: usize, j: usize) -> bool {
+        self.gaps[row]
+            .iter()
+            .any(|&(start, len)| j >= start && j < start + len)
+    }
+
+    /// Rotary position of cache position `j` in `row`: gaps do not count.
+    pub fn position(&self, row: usize, j: usize) -> usize {
+        let mut skipped = 0;
+        for &(start, len) in &self.gaps[row] {
+            if j >= start + len {
+                skipped += len;
+            } else if j >= start {
+                return start - skipped;
+            }
+        }
+        j - skipped
     }
 
     pub(crate) fn reserve(&mut self, total: usize) -> candle_core::Result<()> {
@@ -160,27 +200,52 @@ impl Cache {
             layers,
             batch: n,
             len: self.len,
-            pads: vec![self.pads[0]; n],
+            gaps: vec![self.gaps[0].clone(); n],
         })
     }
 
     /// Keeps only the listed rows (finished samples leave the batch so they cost nothing more).
     pub fn retain_rows(&mut self, keep: &[usize]) -> candle_core::Result<()> {
-        if keep.len() == self.batch {
+        if keep.len() == self.batch && keep.iter().enumerate().all(|(i, &k)| i == k) {
             return Ok(());
         }
+        self.select_rows(keep)
+    }
+
+    /// A new cache made of the listed rows of this one (copies; this cache is unchanged).
+    pub fn rows(&self, rows: &[usize]) -> candle_core::Result<Self> {
+        let mut layers = Vec::with_capacity(self.layers.len());
+        let idx: Vec<u32> = rows.iter().map(|&i| i as u32).collect();
+        for layer in &self.layers {
+            let idx = Tensor::from_vec(idx.clone(), rows.len(), layer.k.device())?;
+            layers.push(LayerCache {
+                k: layer.k.index_select(&idx, 0)?,
+                v: layer.v.index_select(&idx, 0)?,
+            });
+        }
+        Ok(Self {
+            layers,
+            batch: rows.len(),
+            len: self.len,
+            gaps: rows.iter().map(|&i| self.gaps[i].clone()).collect(),
+        })
+    }
+
+    /// Rebuilds the batch from the listed rows, in that order; a row listed twice is copied, so
+    /// each prompt of a batch can fan out into its samples.
+    pub fn select_rows(&mut self, rows: &[usize]) -> candle_core::Result<()> {
         let device = self.layers.first().map(|l| l.k.device().clone());
         let Some(device) = device else {
             return Ok(());
         };
-        let idx: Vec<u32> = keep.iter().map(|&i| i as u32).collect();
-        let idx = Tensor::from_vec(idx, keep.len(), &device)?;
+        let idx: Vec<u32> = rows.iter().map(|&i| i as u32).collect();
+        let idx = Tensor::from_vec(idx, rows.len(), &device)?;
         for layer in &mut self.layers {
             layer.k = layer.k.index_select(&idx, 0)?;
             layer.v = layer.v.index_select(&idx, 0)?;
         }
-        self.pads = keep.iter().map(|&i| self.pads[i]).collect();
-        self.batch = keep.len();
+        self.gaps = rows.iter().map(|&i| self.gaps[i].clone()).collect();
+        self.batch = rows.len();
         Ok(())
     }
 }

@@ -107,7 +107,13 @@ impl Linear {
 
     pub fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match &self.dense {
-            Some(w) => xs.broadcast_matmul(&w.t()?),
+            Some(w) => {
+                #[cfg(openblas)]
+                if let Some(out) = super::blas::matmul_t(xs, w)? {
+                    return Ok(out);
+                }
+                xs.broadcast_matmul(&w.t()?)
+            }
             None => self.inner.forward(xs),
         }
     }
@@ -288,9 +294,8 @@ impl Llama {
         let start = cache.len();
         let mut positions = Vec::with_capacity(batch * seq);
         for row in 0..batch {
-            let offset = cache.pad(row);
             for i in 0..seq {
-                positions.push((start + i - offset.min(start + i)) as u32);
+                positions.push(cache.position(row, start + i) as u32);
             }
         }
         let (cos, sin) = self.rope_tables(&positions, batch, seq)?;
@@ -310,7 +315,7 @@ impl Llama {
         }
         cache.advance(seq);
         let xs = match at {
-            LogitsAt::Last => xs.narrow(1, seq - 1, 1)?.squeeze(1)?,
+            LogitsAt::Last => xs.narrow(1, seq - 1, 1)?.squeeze(1)?.contiguous()?,
             LogitsAt::All => xs,
         };
         let xs = candle_nn::ops::rms_norm(&xs, &self.norm, self.cfg.rms_norm_eps as f32)?;
@@ -318,28 +323,31 @@ impl Llama {
     }
 
     /// Additive mask of shape (B, 1, group*T, L): causal inside the new tokens, and hiding each
-    /// row's left padding. `None` when nothing is hidden (one new token, no padding).
+    /// row's gap (left padding, or filler after a shared prefix). `None` when nothing is hidden
+    /// (one new token, no gaps).
     fn mask(&self, cache: &Cache, seq: usize) -> candle_core::Result<Option<Tensor>> {
         let batch = cache.batch();
         let start = cache.len();
         let total = start + seq;
-        let padded = (0..batch).any(|b| cache.pad(b) > 0);
-        if seq == 1 && !padded {
+        if seq == 1 && !cache.has_gaps() {
             return Ok(None);
         }
         let group = self.cfg.group_size();
         let mut data = Vec::with_capacity(batch * group * seq * total);
+        let mut row = Vec::with_capacity(seq * total);
         for b in 0..batch {
-            let pad = cache.pad(b);
-            for _ in 0..group {
-                for i in 0..seq {
-                    for j in 0..total {
-                        // A padding query still sees itself, so its (unused) output stays
-                        // finite: NaN in the cache would poison later rows via 0 * NaN.
-                        let hidden = j > start + i || (j < pad && j != start + i);
-                        data.push(if hidden { f32::NEG_INFINITY } else { 0.0 });
-                    }
+            row.clear();
+            for i in 0..seq {
+                let at = start + i;
+                for j in 0..total {
+                    // A filler query still sees itself, so its (unused) output stays finite:
+                    // NaN in the cache would poison later rows via 0 * NaN.
+                    let hidden = j > at || (j != at && cache.hidden(b, j));
+                    row.push(if hidden { f32::NEG_INFINITY } else { 0.0 });
                 }
+            }
+            for _ in 0..group {
+                data.extend_from_slice(&row);
             }
         }
         Tensor::from_vec(data, (batch, 1, group * seq, total), &self.device).map(Some)

@@ -3,6 +3,8 @@
 //!
 //! Finding files and loading them are separate steps, so every loader works offline on paths.
 
+#[cfg(openblas)]
+pub mod blas;
 pub mod cache;
 pub mod gguf;
 pub mod llama;
