@@ -27,13 +27,18 @@ use crate::chat::{ChatTemplate, Message};
 use crate::engine::constrain::{decode_constrained, Compiled, Pattern, Piece};
 use crate::engine::generate::{decode_rows, generate, prefill};
 use crate::engine::sampling::row_rng;
-use crate::engine::score::{score_after, score_single, tokenize_options};
+use crate::engine::score::{
+    score_after, score_single, terminate_ambiguous, tokenize_options, OptionTokens,
+};
 use crate::engine::session::{model_template, render_ids};
 use crate::engine::{EngineError, SamplingParams};
 use crate::model::{Cache, LogitsAt, Model};
 use crate::report::{Distribution, Manifest, ModelInfo, Record, Report};
 use crate::study::{AskMode, Mode, Person, Placement, Question, QuestionKind, Study};
 use crate::{Error, Result};
+
+/// Prompts computed together in one batch when a study's questions are independent.
+const PROMPT_ROWS: usize = 32;
 
 /// How a run is carried out; none of it changes the results.
 #[derive(Debug, Clone)]
@@ -118,6 +123,7 @@ pub fn run(
     let seconds = started.elapsed().as_secs_f64();
     manifest.counts.respondents = respondents;
     manifest.counts.answers = answers;
+    manifest.interrupted = interrupted;
     manifest.timings.run_seconds = seconds;
     manifest.timings.total_seconds = seconds + load_seconds;
     manifest.timings.answers_per_second = if seconds > 0.0 {
@@ -305,12 +311,14 @@ impl<'a> Asker<'a> {
     }
 
     /// Respondents answered together: in separate mode without history every respondent's
-    /// questions are independent prompts, so a group fills one batch (about `batch` prompts).
+    /// questions are independent prompts, so a group fills one batch of about [`PROMPT_ROWS`]
+    /// prompts. The grouping is fixed by the study alone, never by `--batch`: attention sums
+    /// over a row's gaps, whose lengths depend on its batch neighbours, and results must not.
     fn group_size(&self) -> usize {
         match self.study.ask {
             AskMode::Separate {
                 keep_history: false,
-            } => (self.batch / self.study.questions.len().max(1)).max(1),
+            } => (PROMPT_ROWS / self.study.questions.len().max(1)).max(1),
             _ => 1,
         }
     }
@@ -384,7 +392,7 @@ impl<'a> Asker<'a> {
         // length go together, so little of a batch is filler.
         let mut order: Vec<usize> = (0..prompts.len()).collect();
         order.sort_by_key(|&r| prompts[r].len() - own[r / nq]);
-        for chunk in order.chunks(self.batch) {
+        for chunk in order.chunks(PROMPT_ROWS) {
             let who_rows: Vec<usize> = chunk.iter().map(|&r| r / nq).collect();
             let mut cache = persons.rows(&who_rows)?;
             let suffixes: Vec<&[u32]> = chunk.iter().map(|&r| &prompts[r][own[r / nq]..]).collect();
@@ -398,7 +406,7 @@ impl<'a> Asker<'a> {
                 let samples = 1..=self.study.sampling.samples;
                 match (&self.formats[qi], self.exact()) {
                     (Some(format), true) => {
-                        let options = tokenize_options(&self.model.tokenizer, "", &format.options)?;
+                        let options = self.exact_options(&format.options)?;
                         let d = match score_single(&logits[local], &options) {
                             Some(d) => d,
                             None => score_after(
@@ -500,6 +508,14 @@ impl<'a> Asker<'a> {
         Ok(out)
     }
 
+    /// A separate-mode question's options for exact scoring: right after the assistant turn
+    /// opens, ended by the end of the turn where one option is a prefix of another.
+    fn exact_options(&self, options: &[String]) -> Result<Vec<OptionTokens>> {
+        let mut toks = tokenize_options(&self.model.tokenizer, "", options)?;
+        terminate_ambiguous(&mut toks, &self.model.tokenizer.stop_ids());
+        Ok(toks)
+    }
+
     /// Records an exact distribution, and `samples` draws from it when more than one is asked.
     fn exact_answer(
         &self,
@@ -545,7 +561,7 @@ impl<'a> Asker<'a> {
         match (&self.formats[qi], self.exact()) {
             (Some(format), true) => {
                 // Options follow the assistant turn's opening directly: nothing to join them to.
-                let options = tokenize_options(&self.model.tokenizer, "", &format.options)?;
+                let options = self.exact_options(&format.options)?;
                 let d = score_after(&self.model.llama, cache, &logits, &options)?;
                 self.exact_answer(person, qi, q, &d, records, dists);
             }
@@ -629,7 +645,7 @@ impl<'a> Asker<'a> {
             let mut logits = logits;
             let mut before = String::new();
             let mut slot = 0;
-            for piece in &pattern.pieces {
+            for (p, piece) in pattern.pieces.iter().enumerate() {
                 match piece {
                     Piece::Literal(text) => {
                         let lit = self
@@ -641,7 +657,16 @@ impl<'a> Asker<'a> {
                         before = text.clone();
                     }
                     Piece::Choice(options) => {
-                        let toks = tokenize_options(&self.model.tokenizer, &before, options)?;
+                        let mut toks = tokenize_options(&self.model.tokenizer, &before, options)?;
+                        // "1" vs "10": the literal after the slot tells them apart.
+                        if let Some(Piece::Literal(next)) = pattern.pieces.get(p + 1) {
+                            let first = self
+                                .model
+                                .tokenizer
+                                .encode(next, false)
+                                .map_err(|e| Error::Tokenize(e.to_string()))?;
+                            terminate_ambiguous(&mut toks, &first[..first.len().min(1)]);
+                        }
                         let d = score_after(llama, &base, &logits, &toks)?;
                         let q = &questions[slot];
                         let codes = q.options().unwrap_or_default();

@@ -315,6 +315,32 @@ fn chat_commands_through_stdin() {
 }
 
 #[test]
+fn chat_survives_bad_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("t.json");
+    let saved = dir.path().join("t.json");
+    let input = format!(
+        "/save\n/save {}\n/system @{}\n/save {}\n/quit\n",
+        missing.display(),
+        dir.path().join("absent.txt").display(),
+        saved.display()
+    );
+    let out = personas()
+        .args(["chat", "--model", &gguf(), "--max-tokens", "4"])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_contains(&stdout, "usage: /save FILE");
+    assert_contains(&stdout, "(not saved: cannot write");
+    assert_contains(&stdout, "(system prompt unchanged: cannot read");
+    // The chat went on after the errors, with the default system prompt kept.
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert_contains(&text, "virtual person simulator");
+}
+
+#[test]
 fn chat_sends_the_persona_first() {
     let out = stdout_of(
         personas()

@@ -55,7 +55,9 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<()> {
         // candle sizes its CPU pool from this variable the first time a kernel runs.
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
     }
-    let model = ctx.load_model(&args.model)?;
+    let mut model = ctx.load_model(&args.model)?;
+    // One sequence, as in chat (see `Llama::set_batch_invariant`).
+    model.llama.set_batch_invariant(false);
     let prompt = match &args.prompt_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)

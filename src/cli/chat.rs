@@ -35,7 +35,9 @@ pub fn run(ctx: &Context, args: ChatArgs) -> anyhow::Result<()> {
         None => VIRTUAL_PERSON_SIMULATOR.to_string(),
     };
     let persona = args.persona.as_deref().map(text_or_file).transpose()?;
-    let model = ctx.load_model(&args.model)?;
+    let mut model = ctx.load_model(&args.model)?;
+    // One sequence at a time: no batch to be invariant to, and decoding is faster unpadded.
+    model.llama.set_batch_invariant(false);
     let params = args.sampling.params();
     let mut session = ChatSession::new(&model, Some(system))?;
     eprintln!("personas chat: {HELP}");
@@ -72,15 +74,20 @@ pub fn run(ctx: &Context, args: ChatArgs) -> anyhow::Result<()> {
             Some(("/system", "")) => {
                 println!("{}", session.system.as_deref().unwrap_or("(none)"));
             }
-            Some(("/system", text)) => {
-                session.system = Some(text_or_file(text)?);
-                session.reset();
-                println!("(system prompt changed; conversation reset)");
-            }
-            Some(("/save", path)) if !path.is_empty() => {
-                save(&session.transcript(), path)?;
-                println!("(saved to {path})");
-            }
+            // A bad file name is the user's typo, not the end of the conversation.
+            Some(("/system", text)) => match text_or_file(text) {
+                Ok(system) => {
+                    session.system = Some(system);
+                    session.reset();
+                    println!("(system prompt changed; conversation reset)");
+                }
+                Err(e) => println!("(system prompt unchanged: {e:#})"),
+            },
+            Some(("/save", "")) => println!("usage: /save FILE"),
+            Some(("/save", path)) => match save(&session.transcript(), path) {
+                Ok(()) => println!("(saved to {path})"),
+                Err(e) => println!("(not saved: {e:#})"),
+            },
             Some((other, _)) => println!("unknown command `{other}`; {HELP}"),
             None => turn(&model, &mut session, input, &params)?,
         }

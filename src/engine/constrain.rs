@@ -73,8 +73,14 @@ pub struct Trie {
 
 impl Trie {
     pub fn new(options: &[Vec<u32>]) -> Self {
+        let indexed: Vec<(usize, Vec<u32>)> = options.iter().cloned().enumerate().collect();
+        Self::with_options(&indexed)
+    }
+
+    /// Token sequences, each ending option `.0` (an option may have several spellings).
+    pub fn with_options(options: &[(usize, Vec<u32>)]) -> Self {
         let mut nodes = vec![Node::default()];
-        for (i, ids) in options.iter().enumerate() {
+        for (i, ids) in options.iter().map(|(i, ids)| (*i, ids)) {
             let mut at = 0;
             for &id in ids {
                 at = match nodes[at].children.get(&id) {
@@ -120,10 +126,16 @@ impl Compiled {
         };
         let mut steps = Vec::new();
         let mut before = String::new();
-        for piece in &pattern.pieces {
+        // Set when a choice took the first token of the literal after it as its terminator.
+        let mut skip_first = false;
+        for (p, piece) in pattern.pieces.iter().enumerate() {
             match piece {
                 Piece::Literal(text) => {
-                    steps.push(Step::Forced(enc(text)?));
+                    let mut ids = enc(text)?;
+                    if std::mem::take(&mut skip_first) && !ids.is_empty() {
+                        ids.remove(0);
+                    }
+                    steps.push(Step::Forced(ids));
                     before = text.clone();
                 }
                 Piece::Choice(options) => {
@@ -144,9 +156,29 @@ impl Compiled {
                                 "option `{o}` has no tokens"
                             )));
                         }
-                        seqs.push(ids);
+                        seqs.push(vec![ids]);
                     }
-                    steps.push(Step::Choice(Trie::new(&seqs)));
+                    // "1" and "10": the shorter option is chosen only by what ends it, the
+                    // literal after the choice or else the end of the turn.
+                    if super::score::is_ambiguous(seqs.iter().map(|s| s[0].as_slice())) {
+                        let ends = match pattern.pieces.get(p + 1) {
+                            Some(Piece::Literal(next)) => {
+                                skip_first = true;
+                                enc(next)?.into_iter().take(1).collect()
+                            }
+                            _ => tokenizer.stop_ids(),
+                        };
+                        for s in &mut seqs {
+                            let ids = s.remove(0);
+                            s.extend(ends.iter().map(|&e| [ids.as_slice(), &[e]].concat()));
+                        }
+                    }
+                    let flat: Vec<(usize, Vec<u32>)> = seqs
+                        .into_iter()
+                        .enumerate()
+                        .flat_map(|(i, s)| s.into_iter().map(move |ids| (i, ids)))
+                        .collect();
+                    steps.push(Step::Choice(Trie::with_options(&flat)));
                     before.clear();
                 }
             }

@@ -18,6 +18,26 @@ use crate::tokenizer::Tokenizer;
 pub struct OptionTokens {
     pub text: String,
     pub ids: Vec<u32>,
+    /// Tokens that may end the option (the end of the turn), part of its probability; set by
+    /// [`terminate_ambiguous`] when an option is a prefix of another ("1" of "10").
+    pub ends: Vec<u32>,
+}
+
+/// When some option's tokens are a prefix of another's ("1" and "10" are both `1` first), "1"
+/// is only an answer if the reply ends there: every option then also takes one of `ends` (the
+/// model's end-of-turn tokens) after its tokens, so P("1") no longer counts "10".."19".
+pub fn terminate_ambiguous(options: &mut [OptionTokens], ends: &[u32]) {
+    if is_ambiguous(options.iter().map(|o| o.ids.as_slice())) {
+        for o in options {
+            o.ends = ends.to_vec();
+        }
+    }
+}
+
+/// Whether some sequence is a proper prefix of another.
+pub fn is_ambiguous<'a>(seqs: impl Iterator<Item = &'a [u32]> + Clone) -> bool {
+    seqs.clone()
+        .any(|a| seqs.clone().any(|b| b.len() > a.len() && b.starts_with(a)))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -79,6 +99,7 @@ pub fn tokenize_options(
             Ok(OptionTokens {
                 text: o.clone(),
                 ids,
+                ends: Vec::new(),
             })
         })
         .collect()
@@ -97,20 +118,29 @@ pub fn score_after(
         .iter()
         .map(|o| first_lp[o.ids[0] as usize] as f64)
         .collect();
-    let longest = options.iter().map(|o| o.ids.len()).max().unwrap_or(0);
-    if longest > 1 {
-        // Rows: the options with more than one token; each feeds all but its last token and
-        // reads the logits at every position.
+    // What each option feeds after the prompt to read the rest of its probability: all but
+    // its last token, or all of them when an end token must follow.
+    let feeds: Vec<&[u32]> = options
+        .iter()
+        .map(|o| {
+            if o.ends.is_empty() {
+                &o.ids[..o.ids.len() - 1]
+            } else {
+                &o.ids[..]
+            }
+        })
+        .collect();
+    let width = feeds.iter().map(|f| f.len()).max().unwrap_or(0);
+    if width > 0 {
+        // One row per option with something to feed, right-padded, logits at every position.
         let multi: Vec<usize> = (0..options.len())
-            .filter(|&i| options[i].ids.len() > 1)
+            .filter(|&i| !feeds[i].is_empty())
             .collect();
-        let width = longest - 1;
         let rows: Vec<Vec<u32>> = multi
             .iter()
             .map(|&i| {
-                let ids = &options[i].ids[..options[i].ids.len() - 1];
-                let mut row = ids.to_vec();
-                row.resize(width, *ids.last().unwrap_or(&0));
+                let mut row = feeds[i].to_vec();
+                row.resize(width, *feeds[i].last().unwrap_or(&0));
                 row
             })
             .collect();
@@ -118,9 +148,18 @@ pub fn score_after(
         let logits = llama.forward(&rows, &mut cache, LogitsAt::All)?;
         let logits = logits.to_vec3::<f32>()?;
         for (r, &i) in multi.iter().enumerate() {
-            for (pos, &next) in options[i].ids[1..].iter().enumerate() {
-                let lp = log_softmax(&logits[r][pos]);
-                logprobs[i] += lp[next as usize] as f64;
+            let o = &options[i];
+            for (pos, row_logits) in logits[r].iter().take(feeds[i].len()).enumerate() {
+                let lp = log_softmax(row_logits);
+                logprobs[i] += match o.ids.get(pos + 1) {
+                    Some(&next) => lp[next as usize] as f64,
+                    None => o
+                        .ends
+                        .iter()
+                        .map(|&e| (lp[e as usize] as f64).exp())
+                        .sum::<f64>()
+                        .ln(),
+                };
             }
         }
     }
@@ -130,7 +169,10 @@ pub fn score_after(
 /// Scores options that are one token each straight from the prompt's next-token logits (no
 /// model call); `None` when some option has more tokens.
 pub fn score_single(first: &[f32], options: &[OptionTokens]) -> Option<Distribution> {
-    if options.iter().any(|o| o.ids.len() != 1) {
+    if options
+        .iter()
+        .any(|o| o.ids.len() != 1 || !o.ends.is_empty())
+    {
         return None;
     }
     let lp = log_softmax(first);
@@ -187,16 +229,26 @@ mod tests {
             OptionTokens {
                 text: "1".into(),
                 ids: vec![1],
+                ends: vec![],
             },
             OptionTokens {
                 text: "2".into(),
                 ids: vec![2],
+                ends: vec![],
             },
         ];
         let d = distribution(&opts, &[(0.3f64).ln(), (0.1f64).ln()]);
         assert!((d.options[0].probability - 0.75).abs() < 1e-12);
         assert!((d.outside - 0.6).abs() < 1e-12);
         assert!((d.mean().unwrap() - 1.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn prefixes_make_options_ambiguous() {
+        let seqs = [vec![1u32], vec![1, 0], vec![2]];
+        assert!(is_ambiguous(seqs.iter().map(|s| s.as_slice())));
+        let seqs = [vec![1u32], vec![2, 0], vec![2, 1]];
+        assert!(!is_ambiguous(seqs.iter().map(|s| s.as_slice())));
     }
 
     #[test]

@@ -50,8 +50,11 @@ fn cpu_f32(t: &Tensor) -> candle_core::Result<Vec<f32>> {
 }
 
 /// `xs (.., k) x w(n, k)^T -> (.., n)`, or `None` when this path does not apply (not on the
-/// CPU, or not f32), in which case the caller uses candle's matmul.
-pub fn matmul_t(xs: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
+/// CPU, or not f32), in which case the caller uses candle's matmul. Fewer than `min_rows` rows
+/// are padded with zeros to that many: OpenBLAS takes other kernels for one row and for a few
+/// rows than for 16 and more, whose sums round differently, so padding makes a row's result
+/// independent of how many rows share the call.
+pub fn matmul_t(xs: &Tensor, w: &Tensor, min_rows: usize) -> candle_core::Result<Option<Tensor>> {
     if !matches!(xs.device(), Device::Cpu) || xs.dtype() != candle_core::DType::F32 {
         return Ok(None);
     }
@@ -67,9 +70,11 @@ pub fn matmul_t(xs: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> 
     if dims.last() != Some(&k) || !w.is_contiguous() {
         return Ok(None);
     }
-    let m = xs.elem_count() / k;
+    let rows = xs.elem_count() / k;
+    let m = rows.max(min_rows);
     let xs = xs.contiguous()?;
-    let a = cpu_f32(&xs)?;
+    let mut a = cpu_f32(&xs)?;
+    a.resize(m * k, 0.0);
     let (w_storage, w_layout) = w.storage_and_layout();
     let Storage::Cpu(w_cpu) = &*w_storage else {
         return Ok(None);
@@ -109,6 +114,7 @@ pub fn matmul_t(xs: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> 
             );
         }
     });
+    c.truncate(rows * n);
     let mut out_dims = dims.to_vec();
     *out_dims.last_mut().expect("at least one dim") = n;
     Tensor::from_vec(c, out_dims, xs.device()).map(Some)

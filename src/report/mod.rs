@@ -73,6 +73,10 @@ pub struct Manifest {
     pub top_p: f64,
     pub counts: Counts,
     pub timings: Timings,
+    /// The run was stopped (Ctrl-C) before every respondent was done; the files hold the
+    /// respondents that finished.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// A file and its content hash.
@@ -141,6 +145,7 @@ impl Manifest {
                 ..Counts::default()
             },
             timings: Timings::default(),
+            interrupted: false,
         }
     }
 }

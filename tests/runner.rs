@@ -1,0 +1,339 @@
+//! Studies end to end on the test model, through the library: every question type, exact and
+//! sampled answers agreeing, results independent of the batch size, and an interrupted run
+//! keeping what it finished.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use personas::chat::Message;
+use personas::engine::score::{score, terminate_ambiguous, tokenize_options};
+use personas::engine::session::{model_template, render_ids};
+use personas::model::{Model, ModelFiles};
+use personas::runner::{run, RunOutcome, RunSettings};
+use personas::study::{self, Study};
+
+fn model() -> Model {
+    let files = ModelFiles::Gguf {
+        path: common::test_gguf(),
+        tokenizer: None,
+    };
+    let mut model = Model::load(&files, &candle_core::Device::Cpu, None).unwrap();
+    // As the CLI does by default: dense copies of the quantized weights.
+    assert!(model.llama.densify(2 << 30).unwrap() > 0);
+    model
+}
+
+const PEOPLE: &str = r#"
+seed = 5
+
+[persona]
+template = "You are {{ name }}, a {{ age }}-year-old {{ job }}."
+
+[population]
+people = [
+  { name = "Ann", age = 34, job = "nurse" },
+  { name = "Bob", age = 61, job = "farmer" },
+  { name = "Cy", age = 23, job = "student" },
+]
+"#;
+
+const QUESTIONS: &str = r#"
+[[questions]]
+id = "trust"
+type = "scale"
+min = 1
+max = 5
+min_label = "not at all"
+max_label = "completely"
+text = "How much do you trust your neighbours?"
+
+[[questions]]
+id = "stance"
+type = "choice"
+text = "What is your political stance?"
+options = [{ code = "A", label = "Democrat" }, { code = "B", label = "Republican" }]
+
+[[questions]]
+id = "vote"
+type = "yes_no"
+text = "Did you vote in the last election?"
+
+[[questions]]
+id = "books"
+type = "number"
+min = 0
+max = 30
+text = "How many books did you read last year?"
+"#;
+
+const TEXT_QUESTION: &str = r#"
+[[questions]]
+id = "hobby"
+type = "text"
+max_tokens = 6
+text = "What is your favourite hobby?"
+"#;
+
+fn study(dir: &Path, extra: &str) -> Study {
+    let text = format!("{PEOPLE}{extra}{QUESTIONS}");
+    let path = dir.join("study.toml");
+    std::fs::write(&path, &text).unwrap();
+    study::load(&path).unwrap()
+}
+
+fn run_into(model: &Model, study: &Study, out: PathBuf, batch: usize) -> RunOutcome {
+    let settings = RunSettings {
+        out_dir: out,
+        batch,
+        progress: false,
+    };
+    run(study, model, None, &settings, &AtomicBool::new(false), 0.0).unwrap()
+}
+
+fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    reader.records().map(|r| r.unwrap()).collect()
+}
+
+fn header(path: &Path) -> Vec<String> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    reader.headers().unwrap().iter().map(String::from).collect()
+}
+
+fn valid(question: &str, answer: &str) -> bool {
+    match question {
+        "trust" => matches!(answer, "1" | "2" | "3" | "4" | "5"),
+        "stance" => matches!(answer, "A" | "B"),
+        "vote" => matches!(answer, "Yes" | "No"),
+        "books" => answer.parse::<u32>().is_ok_and(|n| n <= 30),
+        "hobby" => !answer.is_empty(),
+        other => panic!("unexpected question {other}"),
+    }
+}
+
+#[test]
+fn every_question_type_sampled_is_valid_and_identical_whatever_the_batch() {
+    let model = model();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{QUESTIONS}{TEXT_QUESTION}");
+    let path = dir.path().join("study.toml");
+    std::fs::write(&path, format!("{PEOPLE}\n[sampling]\nsamples = 4\n{text}")).unwrap();
+    let s = study::load(&path).unwrap();
+
+    let wide = run_into(&model, &s, dir.path().join("wide"), 64);
+    assert_eq!((wide.respondents, wide.answers), (3, 3 * 4 * 5));
+    assert!(!wide.interrupted);
+    let answers = dir.path().join("wide/answers.csv");
+    let rows = csv_rows(&answers);
+    assert_eq!(rows.len(), 60);
+    for r in &rows {
+        assert!(valid(&r[2], &r[3]), "invalid answer {:?}", r);
+    }
+    // Answers vary across samples (the seed streams differ per sample), not all one option.
+    let trust: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| &r[2] == "trust")
+        .map(|r| r.get(3).unwrap())
+        .collect();
+    assert!(
+        trust.len() > 1,
+        "12 draws of a 5-point scale all gave {trust:?}"
+    );
+    // Two-digit numbers are reachable although "1" is a prefix of "10".
+    assert!(rows
+        .iter()
+        .any(|r| &r[2] == "books" && r[3].parse::<u32>().unwrap() >= 10));
+    let responses = dir.path().join("wide/responses.csv");
+    assert_eq!(
+        header(&responses),
+        [
+            "respondent",
+            "sample",
+            "name",
+            "age",
+            "job",
+            "trust",
+            "stance",
+            "vote",
+            "books",
+            "hobby"
+        ]
+    );
+    assert_eq!(csv_rows(&responses).len(), 12);
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("wide/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["counts"]["answers"], 60);
+    assert_eq!(manifest["counts"]["failures"], 0);
+    assert!(dir.path().join("wide/charts").read_dir().unwrap().count() >= 8);
+
+    // Batches of 1: other batch neighbours, other padding, the same bytes.
+    run_into(&model, &s, dir.path().join("narrow"), 1);
+    for file in ["answers.csv", "responses.csv"] {
+        let a = std::fs::read(dir.path().join("wide").join(file)).unwrap();
+        let b = std::fs::read(dir.path().join("narrow").join(file)).unwrap();
+        assert!(a == b, "{file} differs between --batch 64 and --batch 1");
+    }
+}
+
+#[test]
+fn exact_mode_equals_scoring_each_prompt_alone_and_ignores_the_batch() {
+    let model = model();
+    let dir = tempfile::tempdir().unwrap();
+    let s = study(dir.path(), "\n[sampling]\nmode = \"exact\"\n");
+    let out = run_into(&model, &s, dir.path().join("a"), 64);
+    assert_eq!(out.respondents, 3);
+    run_into(&model, &s, dir.path().join("b"), 3);
+    let a = std::fs::read(dir.path().join("a/distributions.csv")).unwrap();
+    let b = std::fs::read(dir.path().join("b/distributions.csv")).unwrap();
+    assert!(
+        a == b,
+        "distributions differ between --batch 64 and --batch 3"
+    );
+
+    // Each (respondent, question) scored on its own, one prompt at a time, no batch at all.
+    let rows = csv_rows(&dir.path().join("a/distributions.csv"));
+    let template = model_template(&model).unwrap();
+    let people = s.population().unwrap();
+    let mut checked = 0;
+    for person in &people {
+        for q in &s.questions {
+            let mut messages: Vec<Message> = s.opening(person);
+            messages.push(Message::user(q.prompt()));
+            let ids = render_ids(&model, &template, &messages, true).unwrap();
+            let options = q.options().unwrap();
+            let mut toks = tokenize_options(&model.tokenizer, "", &options).unwrap();
+            terminate_ambiguous(&mut toks, &model.tokenizer.stop_ids());
+            let alone = score(&model.llama, &ids, &toks).unwrap();
+            let sum: f64 = alone.options.iter().map(|o| o.probability).sum();
+            assert!((sum - 1.0).abs() < 1e-9);
+            for o in &alone.options {
+                let row = rows
+                    .iter()
+                    .find(|r| {
+                        r[0] == person.id.to_string() && &r[1] == q.id.as_str() && r[2] == o.option
+                    })
+                    .unwrap_or_else(|| panic!("no row for {} {} {}", person.id, q.id, o.option));
+                let batched: f64 = row[3].parse().unwrap();
+                // The CSV keeps 6 significant digits; batching changes float rounding only.
+                assert!(
+                    (batched - o.probability).abs() < 1e-4,
+                    "{} {} {}: batched {batched} alone {}",
+                    person.id,
+                    q.id,
+                    o.option,
+                    o.probability
+                );
+                checked += 1;
+            }
+        }
+    }
+    // 5 + 2 + 2 + 31 options for each of 3 people, the 31 with multi-token numbers ("10"),
+    // scored up to the end of the turn since "1" is a prefix of "10".
+    assert_eq!(checked, 3 * 40);
+}
+
+#[test]
+fn sampled_answers_follow_the_exact_distribution() {
+    let model = model();
+    let dir = tempfile::tempdir().unwrap();
+    let one = r#"
+seed = 11
+[persona]
+template = "You are {{ name }}."
+[population]
+people = [{ name = "Dana" }]
+[[questions]]
+id = "trust"
+type = "scale"
+min = 1
+max = 5
+text = "How much do you trust your neighbours?"
+"#;
+    let path = dir.path().join("one.toml");
+    std::fs::write(&path, format!("{one}\n[sampling]\nsamples = 2000\n")).unwrap();
+    let sampled = study::load(&path).unwrap();
+    run_into(&model, &sampled, dir.path().join("s"), 256);
+    std::fs::write(&path, format!("{one}\n[sampling]\nmode = \"exact\"\n")).unwrap();
+    let exact = study::load(&path).unwrap();
+    run_into(&model, &exact, dir.path().join("e"), 64);
+
+    let draws = csv_rows(&dir.path().join("s/answers.csv"));
+    assert_eq!(draws.len(), 2000);
+    let dist = csv_rows(&dir.path().join("e/distributions.csv"));
+    // Pearson chi-square over the options the model gives at least 1% (the rest pooled).
+    let n = draws.len() as f64;
+    let mut chi2 = 0.0;
+    let mut cells = 0;
+    let (mut pooled_p, mut pooled_obs) = (0.0, 0.0);
+    for row in &dist {
+        let p: f64 = row[3].parse().unwrap();
+        let obs = draws.iter().filter(|d| d[3] == row[2]).count() as f64;
+        if p >= 0.01 {
+            chi2 += (obs - n * p).powi(2) / (n * p);
+            cells += 1;
+        } else {
+            pooled_p += p;
+            pooled_obs += obs;
+        }
+    }
+    if pooled_p > 0.0 {
+        chi2 += (pooled_obs - n * pooled_p).powi(2) / (n * pooled_p);
+        cells += 1;
+    }
+    // 99.9th percentile of chi-square with up to 4 degrees of freedom is 18.47; the draws are
+    // seeded, so this is a fixed check, not a flaky one.
+    assert!(cells >= 2, "the model put everything on one option");
+    assert!(chi2 < 18.47, "chi-square {chi2:.2} over {cells} cells");
+}
+
+#[test]
+fn an_interrupted_run_keeps_every_finished_respondent() {
+    let model = model();
+    let dir = tempfile::tempdir().unwrap();
+    // 20 people, 4 questions: respondents go in groups of 8 (32 prompts).
+    let text = format!(
+        "seed = 3\n[persona]\ntemplate = \"You are {{{{ age }}}} years old.\"\n[population]\nsize = 20\n[population.draw]\nage = {{ dist = \"uniform_int\", min = 18, max = 80 }}\n[sampling]\nsamples = 2\n{QUESTIONS}"
+    );
+    let path = dir.path().join("many.toml");
+    std::fs::write(&path, text).unwrap();
+    let s = study::load(&path).unwrap();
+    let out = dir.path().join("out");
+    let responses = out.join("responses.csv");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let watch = responses.clone();
+    // Ctrl-C as soon as the first respondent is on disk.
+    let watcher = std::thread::spawn(move || {
+        for _ in 0..6000 {
+            let lines = std::fs::read_to_string(&watch).map_or(0, |t| t.lines().count());
+            if lines > 1 {
+                flag.store(true, Ordering::SeqCst);
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    });
+    let settings = RunSettings {
+        out_dir: out.clone(),
+        batch: 64,
+        progress: false,
+    };
+    let outcome = run(&s, &model, None, &settings, &stop, 0.0).unwrap();
+    watcher.join().unwrap();
+    assert!(outcome.interrupted);
+    assert!(
+        outcome.respondents >= 8 && outcome.respondents < 20,
+        "{outcome:?}"
+    );
+    let rows = csv_rows(&responses);
+    assert_eq!(rows.len(), outcome.respondents * 2);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["counts"]["respondents"], outcome.respondents);
+    assert_eq!(manifest["interrupted"], true);
+}
