@@ -179,6 +179,68 @@ fn ask_samples_are_seeded_and_independent_of_batch() {
 // 3. tokenize and next-token against llama.cpp.
 
 #[test]
+fn ask_distribution_and_constrained_options() {
+    let question = "Are you leaning more Democrat or Republican?";
+    let dist = json_of(personas().args([
+        "ask",
+        "--model",
+        &gguf(),
+        "--distribution",
+        "--options",
+        "Democrat,Republican",
+        "--json",
+        question,
+    ]));
+    let options = dist["options"].as_array().unwrap();
+    assert_eq!(options.len(), 2);
+    assert_eq!(options[0]["option"], "Democrat");
+    let total: f64 = options
+        .iter()
+        .map(|o| o["probability"].as_f64().unwrap())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-9, "renormalized: {total}");
+    let outside = dist["outside"].as_f64().unwrap();
+    assert!((0.0..1.0).contains(&outside));
+    // Each probability is its log-probability's share of the options' mass.
+    let mass: f64 = options
+        .iter()
+        .map(|o| o["logprob"].as_f64().unwrap().exp())
+        .sum();
+    assert!((mass - (1.0 - outside)).abs() < 1e-6);
+
+    let sampled = json_of(personas().args([
+        "ask",
+        "--model",
+        &gguf(),
+        "--options",
+        "Democrat,Republican",
+        "--samples",
+        "40",
+        "--seed",
+        "3",
+        "--json",
+        question,
+    ]));
+    let answers = sampled["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 40);
+    let democrats = answers
+        .iter()
+        .filter(|a| {
+            let t = a["text"].as_str().unwrap();
+            assert!(t == "Democrat" || t == "Republican", "invalid answer {t}");
+            t == "Democrat"
+        })
+        .count();
+    // 40 draws from the exact distribution: within 4 standard deviations of its mean.
+    let p = options[0]["probability"].as_f64().unwrap();
+    let sd = (40.0 * p * (1.0 - p)).sqrt();
+    assert!(
+        (democrats as f64 - 40.0 * p).abs() <= 4.0 * sd + 1.0,
+        "{democrats} of 40 with p = {p}"
+    );
+}
+
+#[test]
 fn tokenize_matches_llamacpp() {
     let out = json_of(personas().args(["tokenize", "--model", &gguf(), "--json", "Hello, world!"]));
     let ids: Vec<u64> = out

@@ -35,6 +35,14 @@ pub struct AskArgs {
     /// Print JSON: each answer with its seed and number of generated tokens.
     #[arg(long)]
     pub json: bool,
+    /// Allowed answers, comma-separated (e.g. "Democrat,Republican" or "1,2,3,4,5"): sampled
+    /// answers are constrained to them, so none is invalid.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub options: Vec<String>,
+    /// Print the exact probability of each of `--options` instead of sampling: read from the
+    /// model's token probabilities, renormalized over the options, with the mass outside them.
+    #[arg(long, requires = "options")]
+    pub distribution: bool,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// The question.
@@ -76,6 +84,9 @@ pub fn run(ctx: &Context, args: AskArgs) -> anyhow::Result<()> {
     let prompt = render_ids(&model, &template, &messages, true)?;
     let stop = model.tokenizer.stop_ids();
 
+    if !args.options.is_empty() {
+        return closed(&model, &args, &params, &prompt, &question, persona_reply);
+    }
     if args.samples == 1 && !args.json {
         let mut stream = model.tokenizer.decode_stream(true);
         let mut out = std::io::stdout();
@@ -113,6 +124,105 @@ pub fn run(ctx: &Context, args: AskArgs) -> anyhow::Result<()> {
     } else {
         for a in answers {
             println!("[{} seed {}] {}", a.sample, a.seed, a.text.trim());
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct DistributionOutput<'a> {
+    model: String,
+    question: &'a str,
+    persona_reply: Option<String>,
+    options: Vec<crate::engine::score::OptionScore>,
+    /// Probability the model put on replies that are none of the options.
+    outside: f64,
+}
+
+/// `--options`: the exact distribution over them, or samples constrained to them.
+fn closed(
+    model: &Model,
+    args: &AskArgs,
+    params: &SamplingParams,
+    prompt: &[u32],
+    question: &str,
+    persona_reply: Option<String>,
+) -> anyhow::Result<()> {
+    use crate::engine::constrain::{decode_constrained, Compiled, Pattern};
+    use crate::engine::generate::{prefill, sample_rng};
+    use crate::engine::score::{score_after, terminate_ambiguous, tokenize_options};
+
+    let options: Vec<String> = args.options.iter().map(|o| o.trim().to_string()).collect();
+    if options.len() < 2 || options.iter().any(|o| o.is_empty()) {
+        anyhow::bail!("--options needs at least two non-empty answers, e.g. --options \"Yes,No\"");
+    }
+    let llama = &model.llama;
+    let mut base = llama.new_cache(1, prompt.len() + 16)?;
+    let first = prefill(llama, &mut base, prompt)?;
+    if args.distribution {
+        let mut toks = tokenize_options(&model.tokenizer, "", &options)?;
+        terminate_ambiguous(&mut toks, &model.tokenizer.stop_ids());
+        let d = score_after(llama, &base, &first, &toks)?;
+        if args.json {
+            let out = DistributionOutput {
+                model: model.files.main_path().display().to_string(),
+                question,
+                persona_reply,
+                options: d.options,
+                outside: d.outside,
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            let width = options.iter().map(|o| o.chars().count()).max().unwrap_or(0);
+            for o in &d.options {
+                println!(
+                    "{:width$}  {:.4}  (log p {:.3})",
+                    o.option, o.probability, o.logprob
+                );
+            }
+            println!("outside the options: {:.4}", d.outside);
+        }
+        return Ok(());
+    }
+    let compiled = Compiled::new(&Pattern::options(options.clone()), &model.tokenizer)?;
+    let mut answers = Vec::with_capacity(args.samples);
+    let mut start = 0;
+    while start < args.samples {
+        let rows = args.batch.max(1).min(args.samples - start);
+        let mut cache = base.repeat_rows(rows, 16)?;
+        let rngs = (0..rows)
+            .map(|i| sample_rng(params.seed, start + i))
+            .collect();
+        let out = decode_constrained(
+            llama,
+            &mut cache,
+            vec![first.clone(); rows],
+            params,
+            &vec![&compiled; rows],
+            rngs,
+        )?;
+        for (i, a) in out.into_iter().enumerate() {
+            answers.push(Answer {
+                sample: start + i,
+                seed: params.seed.wrapping_add((start + i) as u64),
+                text: options[a.choices[0]].clone(),
+                generated_tokens: a.tokens.len(),
+                stop: crate::engine::StopReason::EndToken,
+            });
+        }
+        start += rows;
+    }
+    if args.json {
+        let out = Output {
+            model: model.files.main_path().display().to_string(),
+            question,
+            persona_reply,
+            answers,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for a in answers {
+            println!("[{} seed {}] {}", a.sample, a.seed, a.text);
         }
     }
     Ok(())

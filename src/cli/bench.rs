@@ -28,6 +28,10 @@ pub struct BenchArgs {
     /// CPU threads (sets RAYON_NUM_THREADS before the first kernel runs).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Sequences decoded together after the prompt (forked from it, as `ask --samples` and
+    /// studies do); decode_tok_s then counts the tokens of all of them.
+    #[arg(long, default_value_t = 1)]
+    pub rows: usize,
     /// Timed repetitions after one untimed warm-up; the best of each figure is reported.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
@@ -39,6 +43,7 @@ pub struct BenchArgs {
 struct Report {
     threads: usize,
     repeats: usize,
+    rows: usize,
     prompt_ids: Vec<u32>,
     prefill_tokens: usize,
     decode_tokens: usize,
@@ -56,8 +61,8 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<()> {
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
     }
     let mut model = ctx.load_model(&args.model)?;
-    // One sequence, as in chat (see `Llama::set_batch_invariant`).
-    model.llama.set_batch_invariant(false);
+    // One sequence, as in chat (see `Llama::set_batch_invariant`); many, as studies run them.
+    model.llama.set_batch_invariant(args.rows > 1);
     let prompt = match &args.prompt_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -87,6 +92,9 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<()> {
     if prompt.is_empty() {
         anyhow::bail!("--prefill must be at least 1");
     }
+    if args.rows == 0 {
+        anyhow::bail!("--rows must be at least 1");
+    }
     let llama = &model.llama;
     let mut best_prefill = f64::MAX;
     let mut best_decode = f64::MAX;
@@ -96,10 +104,28 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<()> {
         let mut logits = prefill(llama, &mut cache, &prompt)?;
         let prefill_s = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        for _ in 0..args.decode {
-            let next = argmax(&logits) as u32;
-            let out = llama.forward(&[vec![next]], &mut cache, LogitsAt::Last)?;
-            logits = out.squeeze(0)?.to_vec1()?;
+        if args.rows == 1 {
+            for _ in 0..args.decode {
+                let next = argmax(&logits) as u32;
+                let out = llama.forward(&[vec![next]], &mut cache, LogitsAt::Last)?;
+                logits = out.squeeze(0)?.to_vec1()?;
+            }
+        } else {
+            // Rows start from the same logits; row r takes the r-th most likely token first so
+            // the rows differ, then each continues greedily.
+            let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+            order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+            let mut rows = cache.rows(&vec![0; args.rows])?;
+            let mut next: Vec<u32> = order.iter().copied().cycle().take(args.rows).collect();
+            for _ in 0..args.decode {
+                let feed: Vec<Vec<u32>> = next.iter().map(|&t| vec![t]).collect();
+                let out = llama.forward(&feed, &mut rows, LogitsAt::Last)?;
+                next = out
+                    .to_vec2::<f32>()?
+                    .iter()
+                    .map(|l| argmax(l) as u32)
+                    .collect();
+            }
         }
         let decode_s = t1.elapsed().as_secs_f64();
         if round > 0 {
@@ -110,18 +136,23 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<()> {
     let report = Report {
         threads: candle_core::utils::get_num_threads(),
         repeats: args.repeats,
+        rows: args.rows,
         prompt_ids: prompt.clone(),
         prefill_tokens: prompt.len(),
         decode_tokens: args.decode,
         prefill_tok_s: prompt.len() as f64 / best_prefill,
-        decode_tok_s: args.decode as f64 / best_decode,
+        decode_tok_s: (args.decode * args.rows.max(1)) as f64 / best_decode,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "prefill {} tokens: {:.1} tok/s; decode {} tokens: {:.1} tok/s",
-            report.prefill_tokens, report.prefill_tok_s, report.decode_tokens, report.decode_tok_s
+            "prefill {} tokens: {:.1} tok/s; decode {} tokens x {} rows: {:.1} tok/s",
+            report.prefill_tokens,
+            report.prefill_tok_s,
+            report.decode_tokens,
+            report.rows,
+            report.decode_tok_s
         );
     }
     Ok(())

@@ -6,6 +6,7 @@
 
 use candle_core::Tensor;
 use rand_chacha::ChaCha20Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::sampling::{row_rng, sample, SamplingParams};
@@ -153,6 +154,26 @@ pub fn sample_many(
     Ok(out)
 }
 
+/// One draw per active row (`active[row]` is the sample in cache row `row`), rows in parallel:
+/// each row has its own stream, so the draws are the same whatever the thread count.
+fn draw_rows(
+    logits: &[Vec<f32>],
+    active: &[usize],
+    params: &SamplingParams,
+    history: &[Vec<u32>],
+    rngs: &mut [ChaCha20Rng],
+) -> Vec<u32> {
+    let mut slots: Vec<Option<&mut ChaCha20Rng>> = rngs.iter_mut().map(Some).collect();
+    let jobs: Vec<(usize, usize, &mut ChaCha20Rng)> = active
+        .iter()
+        .enumerate()
+        .map(|(row, &i)| (row, i, slots[i].take().expect("a sample is in one row")))
+        .collect();
+    jobs.into_par_iter()
+        .map(|(row, i, rng)| sample(&logits[row], params, &history[i], None, rng))
+        .collect()
+}
+
 /// Decodes every row of `cache` until each stops; `logits[r]` are row r's next-token logits and
 /// `rngs[r]` its random stream.
 pub fn decode_rows(
@@ -176,10 +197,11 @@ pub fn decode_rows(
     // `active[j]` is the sample held in cache row j.
     let mut active: Vec<usize> = (0..n).collect();
     loop {
+        let drawn = draw_rows(&logits, &active, params, &tokens, &mut rngs);
         let mut next_tokens = Vec::with_capacity(active.len());
         let mut still = Vec::with_capacity(active.len());
         for (row, &i) in active.iter().enumerate() {
-            let t = sample(&logits[row], params, &tokens[i], None, &mut rngs[i]);
+            let t = drawn[row];
             if stop_ids.contains(&t) {
                 results[i] = Some(Generation {
                     tokens: std::mem::take(&mut tokens[i]),

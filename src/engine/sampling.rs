@@ -92,8 +92,9 @@ pub fn argmax(xs: &[f32]) -> usize {
     best
 }
 
-/// Candidates after temperature and truncation, as (token, probability) summing to 1,
-/// sorted by decreasing probability. `allowed`, when given, restricts the vocabulary first.
+/// Candidates after temperature and truncation, as (token, probability) summing to 1: sorted
+/// by decreasing probability when top-k or top-p truncated them, otherwise in id order.
+/// `allowed`, when given, restricts the vocabulary first.
 pub fn candidates(
     logits: &[f32],
     params: &SamplingParams,
@@ -138,12 +139,19 @@ pub fn candidates(
         return vec![(best, 1.0)];
     }
     let t = params.temperature;
-    // Sorting by (logit desc, id asc) makes the candidate order, and so the draw, deterministic.
-    items.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    // Candidate order is (logit desc, id asc) wherever truncation needs an order, which keeps
+    // it, and so the draw, deterministic; without truncation the vocabulary stays in id order
+    // and nothing is sorted (a full sort of 49k logits per row per step costs more than the
+    // forward pass of a batched decode step).
+    let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let mut sorted = false;
     if params.top_k > 0 && params.top_k < items.len() {
+        items.select_nth_unstable_by(params.top_k - 1, order);
         items.truncate(params.top_k);
+        items.sort_by(order);
+        sorted = true;
     }
-    let max = items[0].1 / t;
+    let max = items.iter().map(|i| i.1).fold(f32::NEG_INFINITY, f32::max) / t;
     let mut sum = 0.0f64;
     for item in items.iter_mut() {
         item.1 = ((item.1 / t - max) as f64).exp() as f32;
@@ -153,6 +161,23 @@ pub fn candidates(
         item.1 = (item.1 as f64 / sum) as f32;
     }
     if params.top_p < 1.0 {
+        // The nucleus is a prefix of the sorted order: sort just enough of it.
+        let mut n = 64;
+        while !sorted {
+            if n >= items.len() {
+                items.sort_by(order);
+                sorted = true;
+            } else {
+                items.select_nth_unstable_by(n - 1, order);
+                items[..n].sort_by(order);
+                let mass: f32 = items[..n].iter().map(|i| i.1).sum();
+                if mass >= params.top_p {
+                    items.truncate(n);
+                    sorted = true;
+                }
+                n *= 4;
+            }
+        }
         let mut acc = 0.0f32;
         let mut keep = items.len();
         for (i, item) in items.iter().enumerate() {
@@ -165,7 +190,8 @@ pub fn candidates(
         items.truncate(keep);
     }
     if params.min_p > 0.0 {
-        let floor = items[0].1 * params.min_p;
+        let top = items.iter().map(|i| i.1).fold(0.0f32, f32::max);
+        let floor = top * params.min_p;
         items.retain(|item| item.1 >= floor);
     }
     let total: f32 = items.iter().map(|i| i.1).sum();
@@ -230,11 +256,12 @@ mod tests {
         let logits = [0.0f32, (2.0f32).ln(), (5.0f32).ln(), (2.0f32).ln()];
         let c = candidates(&logits, &params(1.0, 0, 1.0, 0.0), &[], None);
         let p: Vec<f32> = c.iter().map(|x| x.1).collect();
-        let want = [0.5, 0.2, 0.2, 0.1];
+        // No truncation: the whole vocabulary in id order, nothing sorted.
+        let want = [0.1, 0.2, 0.5, 0.2];
         for (a, b) in p.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{p:?}");
         }
-        assert_eq!(c.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 1, 3, 0]);
+        assert_eq!(c.iter().map(|x| x.0).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
     }
 
     #[test]
@@ -246,7 +273,43 @@ mod tests {
         let p = candidates(&logits, &params(1.0, 0, 0.6, 0.0), &[], None);
         assert_eq!(p.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 1]);
         let m = candidates(&logits, &params(1.0, 0, 1.0, 0.3), &[], None);
-        assert_eq!(m.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 1, 3]);
+        assert_eq!(m.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn top_p_on_a_large_vocabulary_matches_a_full_sort() {
+        // 50,000 logits with a long tail: the nucleus needs more than the first 64 candidates.
+        let logits: Vec<f32> = (0..50_000u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) % 1000) as f32) / 150.0)
+            .collect();
+        for top_p in [0.1f32, 0.5, 0.9, 0.99] {
+            let c = candidates(&logits, &params(1.0, 0, top_p, 0.0), &[], None);
+            // Reference: sort everything, softmax, cut where the mass reaches top_p.
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f32> = logits
+                .iter()
+                .map(|&l| ((l - max) as f64).exp() as f32)
+                .collect();
+            let sum: f64 = e.iter().map(|&x| x as f64).sum();
+            let mut all: Vec<(u32, f32)> = e
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (i as u32, (x as f64 / sum) as f32))
+                .collect();
+            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut acc = 0.0f32;
+            let keep = all
+                .iter()
+                .position(|x| {
+                    acc += x.1;
+                    acc >= top_p
+                })
+                .unwrap()
+                + 1;
+            let ids: Vec<u32> = c.iter().map(|x| x.0).collect();
+            let want: Vec<u32> = all[..keep].iter().map(|x| x.0).collect();
+            assert_eq!(ids, want, "top_p {top_p}");
+        }
     }
 
     #[test]
