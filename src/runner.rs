@@ -417,7 +417,7 @@ impl<'a> Asker<'a> {
                             )?,
                         };
                         let (records, dists) = &mut out[pi];
-                        self.exact_answer(person, qi, q, &d, records, dists);
+                        self.exact_answer(person, qi, q, probabilities(&d), records, dists);
                     }
                     (Some(_), false) => closed_jobs.extend(samples.map(|s| (local, s))),
                     (None, _) => open_jobs.extend(samples.map(|s| (local, s))),
@@ -522,15 +522,10 @@ impl<'a> Asker<'a> {
         person: &Person,
         qi: usize,
         q: &Question,
-        d: &crate::engine::score::Distribution,
+        probs: Vec<(String, f64)>,
         records: &mut Vec<Record>,
         dists: &mut Vec<Distribution>,
     ) {
-        let probs: Vec<(String, f64)> = d
-            .options
-            .iter()
-            .map(|o| (o.option.clone(), o.probability))
-            .collect();
         let samples = self.study.sampling.samples;
         if samples > 1 {
             for s in 1..=samples {
@@ -545,9 +540,10 @@ impl<'a> Asker<'a> {
         });
     }
 
-    /// Answers question `qi` from a one-row cache holding its prompt.
+    /// Answers question `qi` in exact mode from a one-row cache holding its prompt: a closed
+    /// question is scored, free text sampled (`samples` times).
     #[allow(clippy::too_many_arguments)]
-    fn answer(
+    fn answer_exact(
         &self,
         person: &Person,
         qi: usize,
@@ -557,65 +553,16 @@ impl<'a> Asker<'a> {
         records: &mut Vec<Record>,
         dists: &mut Vec<Distribution>,
     ) -> Result<()> {
-        let samples = self.study.sampling.samples;
-        match (&self.formats[qi], self.exact()) {
-            (Some(format), true) => {
+        match &self.formats[qi] {
+            Some(format) => {
                 // Options follow the assistant turn's opening directly: nothing to join them to.
                 let options = self.exact_options(&format.options)?;
                 let d = score_after(&self.model.llama, cache, &logits, &options)?;
-                self.exact_answer(person, qi, q, &d, records, dists);
+                self.exact_answer(person, qi, q, probabilities(&d), records, dists);
             }
-            (Some(format), false) => {
-                for (start, rows) in chunks(samples, self.batch) {
-                    let mut forked = cache.repeat_rows(rows, 16)?;
-                    let patterns = vec![&format.compiled; rows];
-                    let rngs = (0..rows)
-                        .map(|i| self.rng(person, start + i + 1, qi))
-                        .collect();
-                    let out = decode_constrained(
-                        &self.model.llama,
-                        &mut forked,
-                        vec![logits.clone(); rows],
-                        &self.params,
-                        &patterns,
-                        rngs,
-                    )?;
-                    for (i, a) in out.iter().enumerate() {
-                        let answer = format.options[a.choices[0]].clone();
-                        records.push(record(person, start + i + 1, q, answer, None));
-                    }
-                }
-            }
-            (None, _) => {
-                let max_tokens = match q.kind {
-                    QuestionKind::Text { max_tokens } => max_tokens,
-                    _ => 128,
-                };
-                let params = SamplingParams {
-                    max_tokens,
-                    ..self.params.clone()
-                };
-                for (start, rows) in chunks(samples, self.batch) {
-                    let mut forked = cache.repeat_rows(rows, max_tokens + 1)?;
-                    let rngs = (0..rows)
-                        .map(|i| self.rng(person, start + i + 1, qi))
-                        .collect();
-                    let out = decode_rows(
-                        &self.model.llama,
-                        &mut forked,
-                        vec![logits.clone(); rows],
-                        &params,
-                        &self.model.tokenizer.stop_ids(),
-                        rngs,
-                    )?;
-                    for (i, g) in out.iter().enumerate() {
-                        let text = self
-                            .model
-                            .tokenizer
-                            .decode(&g.tokens, true)
-                            .map_err(|e| Error::Tokenize(e.to_string()))?;
-                        records.push(record(person, start + i + 1, q, text.trim().into(), None));
-                    }
+            None => {
+                for s in 1..=self.study.sampling.samples {
+                    self.answer_one(person, s, qi, q, cache, logits.clone(), records)?;
                 }
             }
         }
@@ -678,17 +625,7 @@ impl<'a> Asker<'a> {
                         let best = (0..probs.len())
                             .max_by(|&a, &b| probs[a].1.total_cmp(&probs[b].1))
                             .unwrap_or(0);
-                        if samples > 1 {
-                            for s in 1..=samples {
-                                let (answer, p) = draw(&probs, &mut self.rng(person, s, slot));
-                                records.push(record(person, s, q, answer, Some(p)));
-                            }
-                        }
-                        dists.push(Distribution {
-                            respondent: person.id,
-                            question_id: q.id.clone(),
-                            options: probs,
-                        });
+                        self.exact_answer(person, slot, q, probs, &mut records, &mut dists);
                         logits = prefill(llama, &mut base, &toks[best].ids).map_err(engine)?;
                         before.clear();
                         slot += 1;
@@ -749,7 +686,7 @@ impl<'a> Asker<'a> {
                 let before_records = records.len();
                 let before_dists = dists.len();
                 if self.exact() {
-                    self.answer(person, qi, q, &cache, logits, &mut records, &mut dists)?;
+                    self.answer_exact(person, qi, q, &cache, logits, &mut records, &mut dists)?;
                 } else {
                     self.answer_one(person, s, qi, q, &cache, logits, &mut records)?;
                 }
@@ -853,6 +790,14 @@ fn extend_rows(
     Ok(llama
         .forward(&rows, cache, LogitsAt::Last)?
         .to_vec2::<f32>()?)
+}
+
+/// (option, renormalized probability) pairs of a scored question.
+fn probabilities(d: &crate::engine::score::Distribution) -> Vec<(String, f64)> {
+    d.options
+        .iter()
+        .map(|o| (o.option.clone(), o.probability))
+        .collect()
 }
 
 /// Tokens a free-text question may take.

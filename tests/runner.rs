@@ -337,3 +337,37 @@ fn an_interrupted_run_keeps_every_finished_respondent() {
     assert_eq!(manifest["counts"]["respondents"], outcome.respondents);
     assert_eq!(manifest["interrupted"], true);
 }
+
+#[test]
+fn history_and_together_modes_answer_every_question_in_both_modes() {
+    let model = model();
+    let dir = tempfile::tempdir().unwrap();
+    for (ask, mode) in [
+        ("mode = \"separate\"\nkeep_history = true", "sample"),
+        ("mode = \"separate\"\nkeep_history = true", "exact"),
+        ("mode = \"together\"", "sample"),
+        ("mode = \"together\"", "exact"),
+    ] {
+        let text = format!(
+            "{PEOPLE}\n[ask]\n{ask}\n[sampling]\nmode = \"{mode}\"\nsamples = 2\n{QUESTIONS}"
+        );
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, text).unwrap();
+        let s = study::load(&path).unwrap();
+        let out = dir.path().join(format!("{}-{mode}", ask.len()));
+        let outcome = run_into(&model, &s, out.clone(), 64);
+        assert_eq!(outcome.respondents, 3, "{ask} {mode}");
+        let rows = csv_rows(&out.join("answers.csv"));
+        let drawn: Vec<_> = rows.iter().filter(|r| !r[1].is_empty()).collect();
+        // 3 people x 2 samples x 4 questions, every one valid.
+        assert_eq!(drawn.len(), 24, "{ask} {mode}");
+        for r in &drawn {
+            assert!(valid(&r[2], &r[3]), "{ask} {mode}: invalid answer {r:?}");
+        }
+        if mode == "exact" {
+            let dists = csv_rows(&out.join("distributions.csv"));
+            // 5 + 2 + 2 + 31 options per person.
+            assert_eq!(dists.len(), 3 * 40, "{ask} {mode}");
+        }
+    }
+}
