@@ -26,7 +26,7 @@ use rand_chacha::ChaCha20Rng;
 use crate::chat::{ChatTemplate, Message};
 use crate::engine::constrain::{decode_constrained, Compiled, Pattern, Piece};
 use crate::engine::generate::{decode_rows, generate, prefill};
-use crate::engine::sampling::row_rng;
+use crate::engine::sampling::{row_rng, sample};
 use crate::engine::score::{
     score_after, score_single, terminate_ambiguous, tokenize_options, OptionTokens,
 };
@@ -173,6 +173,8 @@ fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
 struct Format {
     options: Vec<String>,
     compiled: Compiled,
+    /// See [`Compiled::single_token`].
+    single_token: Option<(Vec<u32>, Vec<usize>)>,
 }
 
 /// Everything fixed for the run: model, template, sampling parameters, compiled formats.
@@ -219,10 +221,15 @@ impl<'a> Asker<'a> {
         let mut formats = Vec::new();
         for q in &study.questions {
             formats.push(match q.options() {
-                Some(options) => Some(Format {
-                    compiled: Compiled::new(&Pattern::options(options.clone()), &model.tokenizer)?,
-                    options,
-                }),
+                Some(options) => {
+                    let compiled =
+                        Compiled::new(&Pattern::options(options.clone()), &model.tokenizer)?;
+                    Some(Format {
+                        single_token: compiled.single_token(),
+                        compiled,
+                        options,
+                    })
+                }
                 None => None,
             });
         }
@@ -424,6 +431,22 @@ impl<'a> Asker<'a> {
                 }
             }
             let who = |local: usize| (chunk[local] / nq, chunk[local] % nq);
+            // One-token answers are a single draw from the prompt's logits: no fork, no pass.
+            closed_jobs.retain(|&(local, s)| {
+                let (pi, qi) = who(local);
+                let format = self.formats[qi].as_ref().expect("closed");
+                let Some((allowed, picks)) = format.single_token.as_ref() else {
+                    return true;
+                };
+                let mut rng = self.rng(&people[pi], s, qi);
+                let t = sample(&logits[local], &self.params, &[], Some(allowed), &mut rng);
+                let pick = allowed.iter().position(|&a| a == t).map_or(0, |i| picks[i]);
+                let answer = format.options[pick].clone();
+                out[pi]
+                    .0
+                    .push(record(&people[pi], s, &questions[qi], answer, None));
+                false
+            });
             for jobs in closed_jobs.chunks(self.batch) {
                 let idx: Vec<usize> = jobs.iter().map(|&(local, _)| local).collect();
                 let mut forked = cache.rows(&idx)?;

@@ -187,6 +187,29 @@ impl Compiled {
     }
 }
 
+impl Compiled {
+    /// For a pattern that is a single choice among one-token options ("1".."7", "A"/"B"): the
+    /// allowed tokens, in the order the decoder offers them, and the option each one picks.
+    /// Such an answer is one draw from the prompt's logits: [`decode_constrained`] would make
+    /// the same draw, and needs no model pass after it.
+    pub fn single_token(&self) -> Option<(Vec<u32>, Vec<usize>)> {
+        let [Step::Choice(trie)] = self.steps.as_slice() else {
+            return None;
+        };
+        let mut ids = Vec::new();
+        let mut picks = Vec::new();
+        for (&token, &child) in &trie.nodes[0].children {
+            let node = &trie.nodes[child];
+            if !node.children.is_empty() {
+                return None;
+            }
+            ids.push(token);
+            picks.push(node.terminal?);
+        }
+        Some((ids, picks))
+    }
+}
+
 /// Where one row is inside its pattern.
 #[derive(Debug, Clone)]
 struct Cursor {
@@ -354,6 +377,25 @@ mod tests {
         let n5 = t.nodes[0].children[&5];
         assert_eq!(t.allowed(n5), vec![6, 7]);
         assert_eq!(t.nodes[t.nodes[n5].children[&7]].terminal, Some(1));
+    }
+
+    #[test]
+    fn single_token_choices_are_recognised() {
+        let one = Compiled {
+            steps: vec![Step::Choice(Trie::new(&[vec![8], vec![5]]))],
+        };
+        assert_eq!(one.single_token(), Some((vec![5, 8], vec![1, 0])));
+        let two = Compiled {
+            steps: vec![Step::Choice(Trie::new(&[vec![8], vec![5, 6]]))],
+        };
+        assert_eq!(two.single_token(), None);
+        let literal = Compiled {
+            steps: vec![
+                Step::Forced(vec![1]),
+                Step::Choice(Trie::new(&[vec![8], vec![5]])),
+            ],
+        };
+        assert_eq!(literal.single_token(), None);
     }
 
     #[test]
