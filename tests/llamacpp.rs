@@ -14,7 +14,7 @@ mod common;
 
 use personas::engine::generate::generate;
 use personas::engine::SamplingParams;
-use personas::model::{gguf, Llama, LogitsAt};
+use personas::model::{gguf, Llama};
 
 const LOGIT_TOL: f32 = 0.75;
 const LOGPROB_TOL: f32 = 0.5;
@@ -31,14 +31,6 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
     serde_json::from_value(v.clone()).unwrap()
 }
 
-fn last_logits(llama: &Llama, prompt: &[u32]) -> Vec<f32> {
-    let mut cache = llama.new_cache(1, prompt.len()).unwrap();
-    let logits = llama
-        .forward(&[prompt.to_vec()], &mut cache, LogitsAt::Last)
-        .unwrap();
-    logits.squeeze(0).unwrap().to_vec1().unwrap()
-}
-
 fn log_sum_exp(xs: &[f32]) -> f32 {
     let max = xs.iter().copied().fold(f32::MIN, f32::max);
     max + xs.iter().map(|x| (x - max).exp()).sum::<f32>().ln()
@@ -49,7 +41,7 @@ fn next_token_top20_matches_llamacpp() {
     let llama = load();
     let reference = common::reference();
     for case in reference["next_token"].as_array().unwrap() {
-        let logits = last_logits(&llama, &ids(&case["ids"]));
+        let logits = common::last_logits(&llama, &ids(&case["ids"]));
         let lse = log_sum_exp(&logits);
         let top = case["top20"].as_array().unwrap();
         for t in top {
@@ -132,7 +124,7 @@ fn greedy_continuations_match_llamacpp() {
             .unwrap_or(got.len().min(want.len()));
         let mut context = prompt.clone();
         context.extend_from_slice(&want[..step]);
-        let logits = last_logits(&llama, &context);
+        let logits = common::last_logits(&llama, &context);
         let ours = got.get(step).copied().unwrap_or(2) as usize;
         let theirs = want.get(step).copied().unwrap_or(2) as usize;
         let gap = (logits[ours] - logits[theirs]).abs();
@@ -162,7 +154,7 @@ fn next_token_matches_llamacpp_f32_attention_closely() {
     let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut worst = 0f32;
     for case in reference["next_token"].as_array().unwrap() {
-        let logits = last_logits(&llama, &ids(&case["ids"]));
+        let logits = common::last_logits(&llama, &ids(&case["ids"]));
         let top = case["top20"].as_array().unwrap();
         for t in top {
             let id = t["id"].as_u64().unwrap() as usize;

@@ -37,7 +37,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor};
 use personas::model::llama::{llama3_freq_factors, Block, Embedding, Linear};
-use personas::model::{gguf, safetensors, Config, Llama, LogitsAt, Model, ModelFiles};
+use personas::model::{gguf, safetensors, Config, Llama, Model, ModelFiles};
 use personas::tokenizer::Tokenizer;
 
 const DENSE_TOL: f32 = 1e-3;
@@ -53,9 +53,14 @@ const TOP: usize = 20;
 /// llama.cpp's `permute` from convert_hf_to_gguf.py, for the tests of its inverse:
 /// `w.reshape(n_head, 2, head_dim / 2, cols).swapaxes(1, 2).reshape(w.shape)`.
 fn permute(w: &Tensor, heads: usize) -> Tensor {
+    let half = w.dims2().unwrap().0 / heads / 2;
+    swap_row_axes(w, heads, (2, half))
+}
+
+/// Views each head's rows as `axes` and swaps the two axes (rows move within a head only).
+fn swap_row_axes(w: &Tensor, heads: usize, axes: (usize, usize)) -> Tensor {
     let (rows, cols) = w.dims2().unwrap();
-    let half = rows / heads / 2;
-    w.reshape((heads, 2, half, cols))
+    w.reshape((heads, axes.0, axes.1, cols))
         .unwrap()
         .transpose(1, 2)
         .unwrap()
@@ -76,16 +81,8 @@ fn permute(w: &Tensor, heads: usize) -> Tensor {
 /// `2i + s`, i.e. the even rows of the head first, then the odd rows. Only rows move, within
 /// each head; the input (column) axis is untouched. K uses the number of KV heads.
 fn unpermute(w: &Tensor, heads: usize) -> Tensor {
-    let (rows, cols) = w.dims2().unwrap();
-    let half = rows / heads / 2;
-    w.reshape((heads, half, 2, cols))
-        .unwrap()
-        .transpose(1, 2)
-        .unwrap()
-        .contiguous()
-        .unwrap()
-        .reshape((rows, cols))
-        .unwrap()
+    let half = w.dims2().unwrap().0 / heads / 2;
+    swap_row_axes(w, heads, (half, 2))
 }
 
 /// The Hugging Face name of a GGUF tensor; `None` for tensors a Hugging Face llama lacks.
@@ -278,14 +275,6 @@ fn prompts() -> Vec<Vec<u32>> {
         .collect()
 }
 
-fn last_logits(llama: &Llama, prompt: &[u32]) -> Vec<f32> {
-    let mut cache = llama.new_cache(1, prompt.len()).unwrap();
-    let logits = llama
-        .forward(&[prompt.to_vec()], &mut cache, LogitsAt::Last)
-        .unwrap();
-    logits.squeeze(0).unwrap().to_vec1().unwrap()
-}
-
 /// The GGUF model's last-position logits on the reference prompts, computed once.
 fn gguf_logits() -> &'static [Vec<f32>] {
     static LOGITS: OnceLock<Vec<Vec<f32>>> = OnceLock::new();
@@ -293,7 +282,10 @@ fn gguf_logits() -> &'static [Vec<f32>] {
         let path = common::test_gguf();
         let content = gguf::read_content(&path).unwrap();
         let llama = gguf::load(&path, &content, &Device::Cpu).unwrap();
-        prompts().iter().map(|p| last_logits(&llama, p)).collect()
+        prompts()
+            .iter()
+            .map(|p| common::last_logits(&llama, p))
+            .collect()
     })
 }
 
@@ -304,7 +296,10 @@ fn dense_logits() -> &'static [Vec<f32>] {
     static LOGITS: OnceLock<Vec<Vec<f32>>> = OnceLock::new();
     LOGITS.get_or_init(|| {
         let dense = dense_gguf(gguf_f32());
-        prompts().iter().map(|p| last_logits(&dense, p)).collect()
+        prompts()
+            .iter()
+            .map(|p| common::last_logits(&dense, p))
+            .collect()
     })
 }
 
@@ -350,7 +345,7 @@ fn load_checkpoint(dir: &Path) -> (Model, Vec<Vec<f32>>) {
     let model = Model::load(&files, &Device::Cpu, None).unwrap();
     let logits = prompts()
         .iter()
-        .map(|p| last_logits(&model.llama, p))
+        .map(|p| common::last_logits(&model.llama, p))
         .collect();
     (model, logits)
 }

@@ -27,3 +27,16 @@ pub fn reference() -> serde_json::Value {
     .unwrap();
     serde_json::from_str(&text).unwrap()
 }
+
+/// Next-token logits after `prompt`, computed from an empty cache in one pass.
+pub fn last_logits(llama: &personas::model::Llama, prompt: &[u32]) -> Vec<f32> {
+    let mut cache = llama.new_cache(1, prompt.len()).unwrap();
+    let logits = llama
+        .forward(
+            &[prompt.to_vec()],
+            &mut cache,
+            personas::model::LogitsAt::Last,
+        )
+        .unwrap();
+    logits.squeeze(0).unwrap().to_vec1().unwrap()
+}
