@@ -28,7 +28,7 @@ use crate::engine::constrain::{decode_constrained, Compiled, Pattern, Piece};
 use crate::engine::generate::{decode_rows, generate, prefill};
 use crate::engine::sampling::{row_rng, sample};
 use crate::engine::score::{
-    score_after, score_single, terminate_ambiguous, tokenize_options, OptionTokens,
+    reply_options, score_after, score_single, terminate_ambiguous, tokenize_options, OptionTokens,
 };
 use crate::engine::session::{model_template, render_ids};
 use crate::engine::{EngineError, SamplingParams};
@@ -97,8 +97,7 @@ pub fn run(
         .write_manifest(&manifest)
         .map_err(|e| Error::Output(e.to_string()))?;
 
-    let mut asker = Asker::new(study, model, settings.batch)?;
-    asker.split = asker.study_prefix(&people)?;
+    let asker = Asker::new(study, model, settings.batch, &people)?;
     let per_respondent = answers_per_respondent(study);
     let bar = progress_bar(settings.progress, (people.len() * per_respondent) as u64);
     let started = Instant::now();
@@ -173,6 +172,8 @@ fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
 struct Format {
     options: Vec<String>,
     compiled: Compiled,
+    /// The options as scored in exact mode ([`reply_options`]).
+    exact: Vec<OptionTokens>,
     /// See [`Compiled::single_token`].
     single_token: Option<(Vec<u32>, Vec<usize>)>,
 }
@@ -207,7 +208,7 @@ fn engine(e: EngineError) -> Error {
 }
 
 impl<'a> Asker<'a> {
-    fn new(study: &'a Study, model: &'a Model, batch: usize) -> Result<Self> {
+    fn new(study: &'a Study, model: &'a Model, batch: usize, people: &[Person]) -> Result<Self> {
         let template = model_template(model)?;
         let params = SamplingParams {
             temperature: study.sampling.temperature as f32,
@@ -226,6 +227,7 @@ impl<'a> Asker<'a> {
                         Compiled::new(&Pattern::options(options.clone()), &model.tokenizer)?;
                     Some(Format {
                         single_token: compiled.single_token(),
+                        exact: reply_options(&model.tokenizer, &options)?,
                         compiled,
                         options,
                     })
@@ -249,7 +251,7 @@ impl<'a> Asker<'a> {
             }
             AskMode::Separate { .. } => None,
         };
-        Ok(Self {
+        let asker = Self {
             study,
             model,
             template,
@@ -258,7 +260,9 @@ impl<'a> Asker<'a> {
             formats,
             together,
             split: 0,
-        })
+        };
+        let split = asker.study_prefix(people)?;
+        Ok(Self { split, ..asker })
     }
 
     /// The prompt prefix every respondent and question shares, from the rendered openings alone
@@ -278,6 +282,16 @@ impl<'a> Asker<'a> {
             }
         }
         Ok(common_prefix(&prompts))
+    }
+
+    /// Generated tokens as answer text, special tokens dropped, trimmed.
+    fn text(&self, tokens: &[u32]) -> Result<String> {
+        let text = self
+            .model
+            .tokenizer
+            .decode(tokens, true)
+            .map_err(|e| Error::Tokenize(e.to_string()))?;
+        Ok(text.trim().to_string())
     }
 
     fn ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
@@ -300,12 +314,7 @@ impl<'a> Asker<'a> {
                 0,
                 &mut |_| true,
             )?;
-            let text = self
-                .model
-                .tokenizer
-                .decode(&g.tokens, true)
-                .map_err(|e| Error::Tokenize(e.to_string()))?;
-            messages.push(Message::assistant(text.trim()));
+            messages.push(Message::assistant(self.text(&g.tokens)?));
         }
         Ok(messages)
     }
@@ -413,15 +422,12 @@ impl<'a> Asker<'a> {
                 let samples = 1..=self.study.sampling.samples;
                 match (&self.formats[qi], self.exact()) {
                     (Some(format), true) => {
-                        let options = self.exact_options(&format.options)?;
-                        let d = match score_single(&logits[local], &options) {
+                        let options = &format.exact;
+                        let d = match score_single(&logits[local], options) {
                             Some(d) => d,
-                            None => score_after(
-                                llama,
-                                &cache.rows(&[local])?,
-                                &logits[local],
-                                &options,
-                            )?,
+                            None => {
+                                score_after(llama, &cache.rows(&[local])?, &logits[local], options)?
+                            }
                         };
                         let (records, dists) = &mut out[pi];
                         self.exact_answer(person, qi, q, probabilities(&d), records, dists);
@@ -504,18 +510,10 @@ impl<'a> Asker<'a> {
                     let (pi, qi) = who(local);
                     // Rows of one batch share the largest limit; each keeps to its own.
                     let limit = text_tokens(&questions[qi]).min(g.tokens.len());
-                    let text = self
-                        .model
-                        .tokenizer
-                        .decode(&g.tokens[..limit], true)
-                        .map_err(|e| Error::Tokenize(e.to_string()))?;
-                    out[pi].0.push(record(
-                        &people[pi],
-                        s,
-                        &questions[qi],
-                        text.trim().into(),
-                        None,
-                    ));
+                    let text = self.text(&g.tokens[..limit])?;
+                    out[pi]
+                        .0
+                        .push(record(&people[pi], s, &questions[qi], text, None));
                 }
             }
         }
@@ -529,14 +527,6 @@ impl<'a> Asker<'a> {
             });
         }
         Ok(out)
-    }
-
-    /// A separate-mode question's options for exact scoring: right after the assistant turn
-    /// opens, ended by the end of the turn where one option is a prefix of another.
-    fn exact_options(&self, options: &[String]) -> Result<Vec<OptionTokens>> {
-        let mut toks = tokenize_options(&self.model.tokenizer, "", options)?;
-        terminate_ambiguous(&mut toks, &self.model.tokenizer.stop_ids());
-        Ok(toks)
     }
 
     /// Records an exact distribution, and `samples` draws from it when more than one is asked.
@@ -579,8 +569,7 @@ impl<'a> Asker<'a> {
         match &self.formats[qi] {
             Some(format) => {
                 // Options follow the assistant turn's opening directly: nothing to join them to.
-                let options = self.exact_options(&format.options)?;
-                let d = score_after(&self.model.llama, cache, &logits, &options)?;
+                let d = score_after(&self.model.llama, cache, &logits, &format.exact)?;
                 self.exact_answer(person, qi, q, probabilities(&d), records, dists);
             }
             None => {
@@ -758,10 +747,7 @@ impl<'a> Asker<'a> {
                 format.options[out[0].choices[0]].clone()
             }
             None => {
-                let max_tokens = match q.kind {
-                    QuestionKind::Text { max_tokens } => max_tokens,
-                    _ => 128,
-                };
+                let max_tokens = text_tokens(q);
                 let params = SamplingParams {
                     max_tokens,
                     ..self.params.clone()
@@ -774,12 +760,7 @@ impl<'a> Asker<'a> {
                     &self.model.tokenizer.stop_ids(),
                     vec![rng],
                 )?;
-                self.model
-                    .tokenizer
-                    .decode(&out[0].tokens, true)
-                    .map_err(|e| Error::Tokenize(e.to_string()))?
-                    .trim()
-                    .to_string()
+                self.text(&out[0].tokens)?
             }
         };
         records.push(record(person, s, q, answer, None));

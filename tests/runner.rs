@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use personas::chat::Message;
-use personas::engine::score::{score, terminate_ambiguous, tokenize_options};
+use personas::engine::score::{reply_options, score};
 use personas::engine::session::{model_template, render_ids};
 use personas::model::{Model, ModelFiles};
 use personas::runner::{run, RunOutcome, RunSettings};
@@ -206,8 +206,7 @@ fn exact_mode_equals_scoring_each_prompt_alone_and_ignores_the_batch() {
             messages.push(Message::user(q.prompt()));
             let ids = render_ids(&model, &template, &messages, true).unwrap();
             let options = q.options().unwrap();
-            let mut toks = tokenize_options(&model.tokenizer, "", &options).unwrap();
-            terminate_ambiguous(&mut toks, &model.tokenizer.stop_ids());
+            let toks = reply_options(&model.tokenizer, &options).unwrap();
             let alone = score(&model.llama, &ids, &toks).unwrap();
             let sum: f64 = alone.options.iter().map(|o| o.probability).sum();
             assert!((sum - 1.0).abs() < 1e-9);

@@ -150,7 +150,7 @@ fn closed(
 ) -> anyhow::Result<()> {
     use crate::engine::constrain::{decode_constrained, Compiled, Pattern};
     use crate::engine::generate::{prefill, sample_rng};
-    use crate::engine::score::{score_after, terminate_ambiguous, tokenize_options};
+    use crate::engine::score::{reply_options, score_after};
 
     let options: Vec<String> = args.options.iter().map(|o| o.trim().to_string()).collect();
     if options.len() < 2 || options.iter().any(|o| o.is_empty()) {
@@ -160,8 +160,7 @@ fn closed(
     let mut base = llama.new_cache(1, prompt.len() + 16)?;
     let first = prefill(llama, &mut base, prompt)?;
     if args.distribution {
-        let mut toks = tokenize_options(&model.tokenizer, "", &options)?;
-        terminate_ambiguous(&mut toks, &model.tokenizer.stop_ids());
+        let toks = reply_options(&model.tokenizer, &options)?;
         let d = score_after(llama, &base, &first, &toks)?;
         if args.json {
             let out = DistributionOutput {

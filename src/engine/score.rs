@@ -105,6 +105,17 @@ pub fn tokenize_options(
         .collect()
 }
 
+/// Options as a whole reply, right after the assistant turn opens: tokenized on their own,
+/// and ended by the end of the turn where one is a prefix of another ([`terminate_ambiguous`]).
+pub fn reply_options(
+    tokenizer: &Tokenizer,
+    options: &[String],
+) -> Result<Vec<OptionTokens>, EngineError> {
+    let mut toks = tokenize_options(tokenizer, "", options)?;
+    terminate_ambiguous(&mut toks, &tokenizer.stop_ids());
+    Ok(toks)
+}
+
 /// Scores every option after a prompt held in `base` (one row), whose next-token logits are
 /// `first`. The cache is not modified.
 pub fn score_after(

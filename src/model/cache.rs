@@ -209,19 +209,24 @@ impl Cache {
         if keep.len() == self.batch && keep.iter().enumerate().all(|(i, &k)| i == k) {
             return Ok(());
         }
-        self.select_rows(keep)
+        *self = self.rows(keep)?;
+        Ok(())
     }
 
-    /// A new cache made of the listed rows of this one (copies; this cache is unchanged).
+    /// A new cache made of the listed rows of this one, in that order (copies; this cache is
+    /// unchanged). A row listed twice is copied twice, so each prompt of a batch can fan out
+    /// into its samples.
     pub fn rows(&self, rows: &[usize]) -> candle_core::Result<Self> {
         let mut layers = Vec::with_capacity(self.layers.len());
-        let idx: Vec<u32> = rows.iter().map(|&i| i as u32).collect();
-        for layer in &self.layers {
-            let idx = Tensor::from_vec(idx.clone(), rows.len(), layer.k.device())?;
-            layers.push(LayerCache {
-                k: layer.k.index_select(&idx, 0)?,
-                v: layer.v.index_select(&idx, 0)?,
-            });
+        if let Some(first) = self.layers.first() {
+            let idx: Vec<u32> = rows.iter().map(|&i| i as u32).collect();
+            let idx = Tensor::from_vec(idx, rows.len(), first.k.device())?;
+            for layer in &self.layers {
+                layers.push(LayerCache {
+                    k: layer.k.index_select(&idx, 0)?,
+                    v: layer.v.index_select(&idx, 0)?,
+                });
+            }
         }
         Ok(Self {
             layers,
@@ -229,23 +234,5 @@ impl Cache {
             len: self.len,
             gaps: rows.iter().map(|&i| self.gaps[i].clone()).collect(),
         })
-    }
-
-    /// Rebuilds the batch from the listed rows, in that order; a row listed twice is copied, so
-    /// each prompt of a batch can fan out into its samples.
-    pub fn select_rows(&mut self, rows: &[usize]) -> candle_core::Result<()> {
-        let device = self.layers.first().map(|l| l.k.device().clone());
-        let Some(device) = device else {
-            return Ok(());
-        };
-        let idx: Vec<u32> = rows.iter().map(|&i| i as u32).collect();
-        let idx = Tensor::from_vec(idx, rows.len(), &device)?;
-        for layer in &mut self.layers {
-            layer.k = layer.k.index_select(&idx, 0)?;
-            layer.v = layer.v.index_select(&idx, 0)?;
-        }
-        self.gaps = rows.iter().map(|&i| self.gaps[i].clone()).collect();
-        self.batch = rows.len();
-        Ok(())
     }
 }
