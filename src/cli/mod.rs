@@ -76,6 +76,17 @@ pub struct ModelArgs {
         env = "PERSONAS_DENSE_MB"
     )]
     pub dense_mb: usize,
+    /// Run Q4_0/Q4_1/Q8_0 weights through personas' int8 kernels on CPUs with AVX-512 VNNI
+    /// (exact quantized weights, inputs rounded to 8 bits per block of 32 as llama.cpp does);
+    /// `false` uses the dense copies above instead.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        env = "PERSONAS_INT8"
+    )]
+    pub int8: bool,
 }
 
 /// How tokens are drawn.
@@ -175,6 +186,9 @@ impl Context {
             None => located.chat_template.clone(),
         };
         let mut model = Model::load(&located.files, &device, template)?;
+        if args.int8 {
+            model.llama.pack_int8()?;
+        }
         model.llama.densify(args.dense_mb << 20)?;
         Ok(model)
     }

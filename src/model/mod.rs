@@ -7,6 +7,7 @@
 pub mod blas;
 pub mod cache;
 pub mod gguf;
+pub mod int8;
 pub mod llama;
 pub mod safetensors;
 
