@@ -53,6 +53,11 @@ impl LayerCache {
         self.v.slice_set(v, 2, start)
     }
 
+    /// The whole key and value buffers, (batch, heads, capacity, head_dim).
+    pub fn buffers(&self) -> (&Tensor, &Tensor) {
+        (&self.k, &self.v)
+    }
+
     /// The first `len` positions of keys and values, as views without copies.
     pub fn view(&self, len: usize) -> candle_core::Result<(Tensor, Tensor)> {
         Ok((self.k.narrow(2, 0, len)?, self.v.narrow(2, 0, len)?))

@@ -10,6 +10,7 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor, D};
 
+use super::attention;
 use super::cache::{Cache, LayerCache};
 use super::int8::{self, Packed};
 
@@ -185,17 +186,31 @@ fn packed_forward(w: &Packed, xs: &Tensor) -> candle_core::Result<Option<Tensor>
         return Ok(None);
     }
     let xs = xs.contiguous()?;
-    let out = {
-        let (storage, layout) = xs.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
-            return Ok(None);
-        };
-        let data = &cpu.as_slice::<f32>()?[layout.start_offset()..][..xs.elem_count()];
-        int8::gemm(w, data)
-    };
+    let out = with_cpu_f32(&xs, |data| int8::gemm(w, data))?;
     let mut dims = xs.dims().to_vec();
     *dims.last_mut().expect("at least one dim") = w.n();
     Tensor::from_vec(out, dims, xs.device()).map(Some)
+}
+
+/// Runs `f` on the values of a contiguous f32 tensor on the CPU.
+fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("expected a tensor on the CPU");
+    };
+    if !layout.is_contiguous() {
+        candle_core::bail!("expected a contiguous tensor");
+    }
+    Ok(f(
+        &cpu.as_slice::<f32>()?[layout.start_offset()..][..t.elem_count()]
+    ))
+}
+
+/// What hides cached positions from attention: an additive mask for candle's matmuls, or
+/// per-row flags for the CPU kernel of [`super::attention`].
+enum Mask {
+    Tensor(Option<Tensor>),
+    Rows(Vec<Vec<bool>>),
 }
 
 /// Token embeddings: quantized tables are looked up row by row without dequantizing the whole.
@@ -390,14 +405,26 @@ impl Llama {
             }
         }
         let (cos, sin) = self.rope_tables(&positions, batch, seq)?;
-        let mask = self.mask(cache, seq)?;
+        let cpu_kernel = matches!(self.device, Device::Cpu)
+            && attention::available()
+            && self.cfg.head_dim % 16 == 0;
+        let mask = if cpu_kernel {
+            let total = start + seq;
+            Mask::Rows(
+                (0..batch)
+                    .map(|b| (0..total).map(|j| cache.hidden(b, j)).collect())
+                    .collect(),
+            )
+        } else {
+            Mask::Tensor(self.mask(cache, seq)?)
+        };
         let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, (batch, seq), &self.device)?;
         let mut xs = self.embed.forward(&ids)?;
         cache.reserve(start + seq)?;
         for (block, layer) in self.blocks.iter().zip(cache.layers_mut()) {
             let h = candle_nn::ops::rms_norm(&xs, &block.attn_norm, self.cfg.rms_norm_eps as f32)?;
-            let h = self.attention(block, &h, layer, start, &cos, &sin, mask.as_ref())?;
+            let h = self.attention(block, &h, layer, start, &cos, &sin, &mask)?;
             xs = (xs + h)?;
             let h = candle_nn::ops::rms_norm(&xs, &block.ffn_norm, self.cfg.rms_norm_eps as f32)?;
             let gate = candle_nn::ops::silu(&block.w_gate.forward(&h, self.min_rows)?)?;
@@ -455,7 +482,7 @@ impl Llama {
         start: usize,
         cos: &Tensor,
         sin: &Tensor,
-        mask: Option<&Tensor>,
+        mask: &Mask,
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = xs.dims3()?;
         let cfg = &self.cfg;
@@ -483,6 +510,29 @@ impl Llama {
         };
 
         layer.write(&k, &v, start)?;
+        let mask = match mask {
+            Mask::Rows(hidden) => {
+                let (k_buf, v_buf) = layer.buffers();
+                let dims = attention::Dims {
+                    batch: b,
+                    seq: t,
+                    heads: nh,
+                    kv_heads: nkv,
+                    head_dim: hd,
+                    capacity: k_buf.dim(2)?,
+                    start,
+                };
+                let q = q.contiguous()?;
+                let out = with_cpu_f32(&q, |q| {
+                    with_cpu_f32(k_buf, |k| {
+                        with_cpu_f32(v_buf, |v| attention::attend(q, k, v, hidden, dims))
+                    })
+                })???;
+                let out = Tensor::from_vec(out, (b, t, nh * hd), &self.device)?;
+                return block.wo.forward(&out, self.min_rows);
+            }
+            Mask::Tensor(m) => m.as_ref(),
+        };
         let (k_all, v_all) = layer.view(start + t)?;
         // Heads sharing a KV head sit next to each other, so folding the group into the query
         // axis lets one matmul serve the whole group without repeating K/V per head.

@@ -3,6 +3,7 @@
 //!
 //! Finding files and loading them are separate steps, so every loader works offline on paths.
 
+pub mod attention;
 #[cfg(openblas)]
 pub mod blas;
 pub mod cache;

@@ -1,0 +1,346 @@
+//! Attention on the CPU for many short rows at once.
+//!
+//! Decoding 64 sequences asks, per layer, for 192 tiny products (3 query heads against one key
+//! head of one row); through candle each is a separate matmul with its own thread handoff, which
+//! cost more than the projections around them. Here one parallel pass walks every (row, key
+//! head) pair and does scores, softmax and the weighted sum of values in registers.
+//!
+//! Hidden positions (padding, filler after a shared prefix, the future) are skipped, not masked:
+//! the visible keys are summed in the same order whatever their positions, so a row gives the
+//! same bits alone, left-padded, or among other rows.
+
+use rayon::prelude::*;
+
+/// Whether this CPU runs [`attend`].
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Shapes of one attention call.
+#[derive(Debug, Clone, Copy)]
+pub struct Dims {
+    pub batch: usize,
+    /// New tokens per row.
+    pub seq: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    /// A multiple of 16.
+    pub head_dim: usize,
+    /// Positions the key/value buffers have room for.
+    pub capacity: usize,
+    /// Positions cached before the new tokens.
+    pub start: usize,
+}
+
+/// `q`: (batch, heads, seq, head_dim); `k`, `v`: (batch, kv_heads, capacity, head_dim) holding
+/// the new tokens' keys and values already; `hidden[b][j]`: position `j` of row `b` is filler.
+/// A new token sees the visible positions before it and itself. Returns (batch, seq, heads,
+/// head_dim).
+pub fn attend(q: &[f32], k: &[f32], v: &[f32], hidden: &[Vec<bool>], d: Dims) -> Vec<f32> {
+    assert!(
+        available() && d.head_dim % 16 == 0,
+        "attention kernel unavailable"
+    );
+    assert_eq!(q.len(), d.batch * d.heads * d.seq * d.head_dim);
+    assert!(k.len() >= d.batch * d.kv_heads * d.capacity * d.head_dim);
+    assert!(v.len() == k.len() && hidden.len() == d.batch && d.start + d.seq <= d.capacity);
+    let mut out = vec![0f32; q.len()];
+    let out_addr = out.as_mut_ptr() as usize;
+    // Long prompts of few rows split their new tokens too, so every core gets work.
+    let pairs = d.batch * d.kv_heads;
+    let per_task = d
+        .seq
+        .div_ceil((4 * rayon::current_num_threads()).div_ceil(pairs))
+        .max(1);
+    let chunks = d.seq.div_ceil(per_task);
+    (0..pairs * chunks).into_par_iter().for_each(|task| {
+        let (pair, chunk) = (task / chunks, task % chunks);
+        let tokens = chunk * per_task..((chunk + 1) * per_task).min(d.seq);
+        // SAFETY: checked above that the CPU has AVX-512 F and that every slice covers the
+        // shapes; each task writes the output of its own (row, head group, tokens) only.
+        unsafe {
+            x86::group(
+                q,
+                k,
+                v,
+                &hidden[pair / d.kv_heads],
+                d,
+                pair,
+                tokens,
+                out_addr as *mut f32,
+            )
+        }
+    });
+    out
+}
+
+/// [`attend`] written plainly (f64 sums), for the tests.
+pub fn attend_reference(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    hidden: &[Vec<bool>],
+    d: Dims,
+) -> Vec<f32> {
+    let hd = d.head_dim;
+    let group = d.heads / d.kv_heads;
+    let mut out = vec![0f32; q.len()];
+    for b in 0..d.batch {
+        for h in 0..d.heads {
+            let kv = (b * d.kv_heads + h / group) * d.capacity;
+            for i in 0..d.seq {
+                let at = d.start + i;
+                let qv = &q[((b * d.heads + h) * d.seq + i) * hd..][..hd];
+                let visible: Vec<usize> = (0..=at).filter(|&j| j == at || !hidden[b][j]).collect();
+                let scores: Vec<f64> = visible
+                    .iter()
+                    .map(|&j| {
+                        let kj = &k[(kv + j) * hd..][..hd];
+                        qv.iter().zip(kj).map(|(a, b)| (a * b) as f64).sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let sum: f64 = exps.iter().sum();
+                for c in 0..hd {
+                    let val: f64 = visible
+                        .iter()
+                        .zip(&exps)
+                        .map(|(&j, e)| e * v[(kv + j) * hd + c] as f64)
+                        .sum();
+                    out[((b * d.seq + i) * d.heads + h) * hd + c] = (val / sum) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::Dims;
+
+    /// Most 16-lane vectors a head may take (head_dim up to 256).
+    const MAX_VECS: usize = 16;
+
+    /// One (row, key head) pair: every query head of its group, every new token.
+    ///
+    /// # Safety
+    /// AVX-512 F; slices and `out` sized as [`super::attend`] checks.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn group(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        hidden: &[bool],
+        d: Dims,
+        pair: usize,
+        tokens: std::ops::Range<usize>,
+        out: *mut f32,
+    ) {
+        let (b, kvh) = (pair / d.kv_heads, pair % d.kv_heads);
+        let hd = d.head_dim;
+        let vecs = hd / 16;
+        assert!(vecs <= MAX_VECS);
+        let group = d.heads / d.kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let kv = (b * d.kv_heads + kvh) * d.capacity * hd;
+        let (kp, vp) = (k.as_ptr().add(kv), v.as_ptr().add(kv));
+        let total = d.start + d.seq;
+        let mut visible: Vec<usize> = Vec::with_capacity(total);
+        let mut scores: Vec<f32> = Vec::with_capacity(total);
+        for i in tokens {
+            let at = d.start + i;
+            visible.clear();
+            visible.extend((0..at).filter(|&j| !hidden[j]));
+            visible.push(at);
+            for g in 0..group {
+                let h = kvh * group + g;
+                let qp = q.as_ptr().add(((b * d.heads + h) * d.seq + i) * hd);
+                let mut qv = [_mm512_setzero_ps(); MAX_VECS];
+                for (c, slot) in qv.iter_mut().enumerate().take(vecs) {
+                    *slot = _mm512_mul_ps(_mm512_loadu_ps(qp.add(c * 16)), _mm512_set1_ps(scale));
+                }
+                scores.clear();
+                let mut max = f32::NEG_INFINITY;
+                for &j in &visible {
+                    let kj = kp.add(j * hd);
+                    let mut acc = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kj));
+                    for (c, qc) in qv.iter().enumerate().take(vecs).skip(1) {
+                        acc = _mm512_fmadd_ps(*qc, _mm512_loadu_ps(kj.add(c * 16)), acc);
+                    }
+                    let s = _mm512_reduce_add_ps(acc);
+                    max = max.max(s);
+                    scores.push(s);
+                }
+                exp_shifted(&mut scores, max);
+                let mut sum = 0f32;
+                let mut acc = [_mm512_setzero_ps(); MAX_VECS];
+                for (&j, &p) in visible.iter().zip(&scores) {
+                    sum += p;
+                    let vj = vp.add(j * hd);
+                    let pv = _mm512_set1_ps(p);
+                    for (c, a) in acc.iter_mut().enumerate().take(vecs) {
+                        *a = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj.add(c * 16)), *a);
+                    }
+                }
+                let inv = _mm512_set1_ps(1.0 / sum);
+                let o = out.add(((b * d.seq + i) * d.heads + h) * hd);
+                for (c, a) in acc.iter().enumerate().take(vecs) {
+                    _mm512_storeu_ps(o.add(c * 16), _mm512_mul_ps(*a, inv));
+                }
+            }
+        }
+    }
+
+    /// `x <- exp(x - max)` in place, 16 at a time (the tail padded), same result per element
+    /// whatever its index.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn exp_shifted(x: &mut [f32], max: f32) {
+        let m = _mm512_set1_ps(max);
+        let mut chunks = x.chunks_exact_mut(16);
+        for c in &mut chunks {
+            let e = exp(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), m));
+            _mm512_storeu_ps(c.as_mut_ptr(), e);
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let mut buf = [0f32; 16];
+            buf[..rest.len()].copy_from_slice(rest);
+            let e = exp(_mm512_sub_ps(_mm512_loadu_ps(buf.as_ptr()), m));
+            _mm512_storeu_ps(buf.as_mut_ptr(), e);
+            rest.copy_from_slice(&buf[..rest.len()]);
+        }
+    }
+
+    /// e^x for x <= 0: 2^n * p(r) with x = n ln2 + r, |r| <= ln2/2, p a degree-6 polynomial
+    /// (relative error about 2e-7); below -87 (and for -inf) the result is e^-87, about 1e-38.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn exp(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(x, _mm512_set1_ps(-87.0));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        // r = x - n ln2, in two steps for precision (Cody-Waite).
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
+        let mut p = _mm512_set1_ps(1.0 / 720.0);
+        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        _mm512_scalef_ps(p, n)
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    use super::Dims;
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn group(
+        _: &[f32],
+        _: &[f32],
+        _: &[f32],
+        _: &[bool],
+        _: Dims,
+        _: usize,
+        _: std::ops::Range<usize>,
+        _: *mut f32,
+    ) {
+        unreachable!("the attention kernel is x86_64 only")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 7919 + seed * 104729) % 2003) as f32 / 2003.0 - 0.5) * 3.0)
+            .collect()
+    }
+
+    #[test]
+    fn matches_the_plain_computation_with_gaps_and_causality() {
+        assert!(
+            available(),
+            "this machine has no AVX-512: the attention kernel cannot be checked"
+        );
+        let d = Dims {
+            batch: 3,
+            seq: 4,
+            heads: 6,
+            kv_heads: 2,
+            head_dim: 32,
+            capacity: 20,
+            start: 9,
+        };
+        let q = data(d.batch * d.heads * d.seq * d.head_dim, 1);
+        let k = data(d.batch * d.kv_heads * d.capacity * d.head_dim, 2);
+        let v = data(d.batch * d.kv_heads * d.capacity * d.head_dim, 3);
+        let mut hidden = vec![vec![false; 13]; 3];
+        hidden[1][0..3].iter_mut().for_each(|h| *h = true); // left padding
+        hidden[2][5..8].iter_mut().for_each(|h| *h = true); // filler after a prefix
+        hidden[2][10] = true; // a filler query among the new tokens still sees itself
+        let fast = attend(&q, &k, &v, &hidden, d);
+        let slow = attend_reference(&q, &k, &v, &hidden, d);
+        for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+            assert!((a - b).abs() < 2e-5, "{i}: {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn a_row_gets_the_same_bits_whatever_its_padding() {
+        let plain = Dims {
+            batch: 1,
+            seq: 2,
+            heads: 3,
+            kv_heads: 1,
+            head_dim: 64,
+            capacity: 8,
+            start: 5,
+        };
+        let q = data(3 * 2 * 64, 4);
+        let k = data(8 * 64, 5);
+        let v = data(8 * 64, 6);
+        let alone = attend(&q, &k, &v, &[vec![false; 7]], plain);
+        // The same keys and values behind 3 positions of padding.
+        let padded = Dims {
+            capacity: 11,
+            start: 8,
+            ..plain
+        };
+        let shift = |x: &[f32]| [vec![9.0; 3 * 64], x[..7 * 64].to_vec(), vec![0.0; 64]].concat();
+        let mut hidden = vec![false; 10];
+        hidden[..3].iter_mut().for_each(|h| *h = true);
+        let behind = attend(&q, &shift(&k), &shift(&v), &[hidden], padded);
+        assert_eq!(alone, behind);
+    }
+
+    #[test]
+    fn exp_is_accurate_over_the_softmax_range() {
+        assert!(available());
+        let xs: Vec<f32> = (0..=2000).map(|i| -(i as f32) * 0.05).collect();
+        let mut got = xs.clone();
+        // SAFETY: AVX-512 F checked above.
+        unsafe { x86::exp_shifted(&mut got, 0.0) };
+        for (x, e) in xs.iter().zip(&got) {
+            let want = (*x as f64).exp();
+            assert!(
+                ((*e as f64) - want).abs() <= 1e-6 * want + 1e-37,
+                "exp({x}) = {e}, want {want}"
+            );
+        }
+    }
+}
