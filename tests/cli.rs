@@ -157,11 +157,12 @@ fn ask_samples_are_seeded_and_independent_of_batch() {
         }
         assert!(!text.trim().is_empty(), "answer {i} is empty");
     }
-    // Four different seeds, four different answers (135M at temperature 0.8 does not repeat).
+    // Four seeds, four independent draws: a short answer may come up twice, but rows that
+    // shared one random stream would give one answer four times.
     let mut texts: Vec<&str> = got.iter().map(|a| a.1.as_str()).collect();
     texts.sort();
     texts.dedup();
-    assert_eq!(texts.len(), 4, "{batched}");
+    assert!(texts.len() >= 3, "{batched}");
 
     assert_eq!(answers(&ask_json(3, 4, 1)), got, "--batch 1 vs --batch 4");
     for (i, want) in got.iter().enumerate() {

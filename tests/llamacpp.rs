@@ -19,12 +19,33 @@ use personas::model::{gguf, Llama};
 const LOGIT_TOL: f32 = 0.75;
 const LOGPROB_TOL: f32 = 0.5;
 const F32_TOL: f32 = 0.5;
-const NEAR_TIE: f32 = 0.1;
+const NEAR_TIE: f32 = 0.15;
 
 fn load() -> Llama {
     let path = common::test_gguf();
     let content = gguf::read_content(&path).unwrap();
     gguf::load(&path, &content, &candle_core::Device::Cpu).unwrap()
+}
+
+/// The model under each way personas can run it on a CPU: candle's quantized matmuls and
+/// attention (what a GPU runs), the int8 kernels with the CPU attention kernel (the default on
+/// AVX-512 VNNI machines), and dense f32 copies of the weights.
+fn kernels() -> Vec<(&'static str, Llama)> {
+    let mut candle = load();
+    candle.set_cpu_attention(false);
+    let mut dense = load();
+    assert!(dense.densify(2 << 30).unwrap() > 0);
+    let mut out = vec![("candle", candle), ("dense f32", dense)];
+    if personas::model::int8::available() {
+        let mut int8 = load();
+        assert_eq!(
+            int8.pack_int8().unwrap(),
+            211,
+            "every projection and the output head"
+        );
+        out.push(("int8", int8));
+    }
+    out
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
@@ -38,10 +59,16 @@ fn log_sum_exp(xs: &[f32]) -> f32 {
 
 #[test]
 fn next_token_top20_matches_llamacpp() {
-    let llama = load();
+    for (kernel, llama) in kernels() {
+        eprintln!("kernel: {kernel}");
+        top20_matches(&llama);
+    }
+}
+
+fn top20_matches(llama: &Llama) {
     let reference = common::reference();
     for case in reference["next_token"].as_array().unwrap() {
-        let logits = common::last_logits(&llama, &ids(&case["ids"]));
+        let logits = common::last_logits(llama, &ids(&case["ids"]));
         let lse = log_sum_exp(&logits);
         let top = case["top20"].as_array().unwrap();
         for t in top {
@@ -95,7 +122,13 @@ fn next_token_top20_matches_llamacpp() {
 
 #[test]
 fn greedy_continuations_match_llamacpp() {
-    let llama = load();
+    for (kernel, llama) in kernels() {
+        eprintln!("kernel: {kernel}");
+        greedy_matches(&llama);
+    }
+}
+
+fn greedy_matches(llama: &Llama) {
     let reference = common::reference();
     // SmolLM2's end token; llama.cpp stopped at its EOS too.
     let stop = [2u32];
@@ -103,7 +136,7 @@ fn greedy_continuations_match_llamacpp() {
         let prompt = ids(&case["ids"]);
         let want = ids(&case["greedy_ids"]);
         let got = generate(
-            &llama,
+            llama,
             &prompt,
             &SamplingParams::greedy(want.len()),
             &stop,
@@ -124,7 +157,7 @@ fn greedy_continuations_match_llamacpp() {
             .unwrap_or(got.len().min(want.len()));
         let mut context = prompt.clone();
         context.extend_from_slice(&want[..step]);
-        let logits = common::last_logits(&llama, &context);
+        let logits = common::last_logits(llama, &context);
         let ours = got.get(step).copied().unwrap_or(2) as usize;
         let theirs = want.get(step).copied().unwrap_or(2) as usize;
         let gap = (logits[ours] - logits[theirs]).abs();
@@ -141,11 +174,18 @@ fn greedy_continuations_match_llamacpp() {
 /// (scripts/llamacpp_f32.py). Its own default (f16 cache) differs from it by up to 0.31 on these
 /// prompts: this model turns perturbations of 1e-3 in attention into tenths of a logit, so
 /// summation order alone explains the 0.39 we measure. Where the argmax differs, both tokens are
-/// within 0.1 in our logits (0.05 on the survey prompt, where llama.cpp's two settings disagree
-/// with each other too).
+/// within 0.15 in our logits: only on the survey prompt, where llama.cpp's two settings disagree
+/// with each other too (0.05 apart with candle's kernels, 0.10 with the int8 kernels and the CPU
+/// attention kernel, whose worst logit difference is 0.36).
 #[test]
 fn next_token_matches_llamacpp_f32_attention_closely() {
-    let llama = load();
+    for (kernel, llama) in kernels() {
+        eprintln!("kernel: {kernel}");
+        f32_attention_matches(&llama);
+    }
+}
+
+fn f32_attention_matches(llama: &Llama) {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/llamacpp_f32kv.json"
@@ -154,7 +194,7 @@ fn next_token_matches_llamacpp_f32_attention_closely() {
     let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut worst = 0f32;
     for case in reference["next_token"].as_array().unwrap() {
-        let logits = common::last_logits(&llama, &ids(&case["ids"]));
+        let logits = common::last_logits(llama, &ids(&case["ids"]));
         let top = case["top20"].as_array().unwrap();
         for t in top {
             let id = t["id"].as_u64().unwrap() as usize;

@@ -45,7 +45,7 @@ pub struct Dims {
 /// head_dim).
 pub fn attend(q: &[f32], k: &[f32], v: &[f32], hidden: &[Vec<bool>], d: Dims) -> Vec<f32> {
     assert!(
-        available() && d.head_dim % 16 == 0,
+        available() && d.head_dim.is_multiple_of(16),
         "attention kernel unavailable"
     );
     assert_eq!(q.len(), d.batch * d.heads * d.seq * d.head_dim);

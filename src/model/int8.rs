@@ -5,9 +5,9 @@
 //! bytes, packed once at load time into panels of 32 output columns laid out for `vpdpbusd`
 //! (64 byte-products per instruction, four times the multiply rate of f32 FMA on the AVX-512
 //! machines this project runs on), and each call quantizes its input rows to signed bytes per
-//! block of 32 (`x = dx * q`, as llama.cpp's Q8_1 does). A block's contribution to an output is
-//! then exact in integers, `d * dx * sum(u * q) + m * dx * sum(q)`, and only the per-block
-//! scaling is done in f32.
+//! block of 32 (`x = dx * q`, as llama.cpp's Q8_1 does, its f16 scales included). A block's
+//! contribution to an output is then exact in integers, `d * dx * sum(u * q) + m * dx * sum(q)`,
+//! and only the per-block scaling is done in f32.
 //!
 //! Every output element is computed by the same instructions in the same order whatever the
 //! number of rows in the call and however the columns are split over threads, so a sequence's
@@ -90,7 +90,7 @@ impl Packed {
             GgmlDType::Q8_0 => (Offset::Zero(128), 34),
             _ => return Ok(None),
         };
-        if k % BLOCK != 0 {
+        if !k.is_multiple_of(BLOCK) {
             return Ok(None);
         }
         let raw = q.data()?;
@@ -182,6 +182,8 @@ pub struct Rows {
     d: Vec<f32>,
     /// Sum of the block's `q`.
     sum: Vec<i32>,
+    /// `d * sum`, the block's sum in real units.
+    s: Vec<f32>,
 }
 
 impl Rows {
@@ -191,7 +193,10 @@ impl Rows {
     }
 
     fn quantize_with(x: &[f32], k: usize, simd: bool) -> Self {
-        assert!(k % BLOCK == 0 && x.len() % k == 0, "int8 rows: bad shape");
+        assert!(
+            k.is_multiple_of(BLOCK) && x.len().is_multiple_of(k),
+            "int8 rows: bad shape"
+        );
         let m = x.len() / k;
         let nb = m * k / BLOCK;
         let mut rows = Self {
@@ -199,6 +204,7 @@ impl Rows {
             q: vec![0; m * k],
             d: vec![0.0; nb],
             sum: vec![0; nb],
+            s: vec![0.0; nb],
         };
         const CHUNK: usize = 64 * BLOCK;
         let parts = rows
@@ -206,8 +212,9 @@ impl Rows {
             .par_chunks_mut(CHUNK)
             .zip(rows.d.par_chunks_mut(CHUNK / BLOCK))
             .zip(rows.sum.par_chunks_mut(CHUNK / BLOCK))
+            .zip(rows.s.par_chunks_mut(CHUNK / BLOCK))
             .zip(x.par_chunks(CHUNK));
-        parts.for_each(|(((q, d), sum), x)| {
+        parts.for_each(|((((q, d), sum), s), x)| {
             for (b, xb) in x.chunks_exact(BLOCK).enumerate() {
                 let qb = &mut q[b * BLOCK..][..BLOCK];
                 // SAFETY: the AVX-512 version runs only where the CPU has it.
@@ -216,12 +223,18 @@ impl Rows {
                 } else {
                     quantize_block(xb, qb)
                 };
-                d[b] = db;
-                sum[b] = sb;
+                (d[b], sum[b], s[b]) = stored(db, sb);
             }
         });
         rows
     }
+}
+
+/// What is kept of a block's scale `d` and sum: llama.cpp stores `d` and `d * sum` as f16 (its
+/// Q8_0 and Q8_1), and so does this, so both sides multiply by the same numbers.
+fn stored(d: f32, sum: i32) -> (f32, i32, f32) {
+    let f16 = |v: f32| half::f16::from_f32(v).to_f32();
+    (f16(d), sum, f16(d * sum as f32))
 }
 
 /// One block of 32 values to bytes, rounding to nearest (ties to even); returns (d, sum of q).
@@ -289,7 +302,7 @@ pub fn gemm_reference(w: &Packed, x: &[f32]) -> Vec<f32> {
                     Offset::Zero(z) => acc = ((dot - z * sum) as f32).mul_add(d * dx, acc),
                     Offset::Min => {
                         acc = (dot as f32).mul_add(d * dx, acc);
-                        acc = m.mul_add(dx * sum as f32, acc);
+                        acc = m.mul_add(rows.s[r * nb + b], acc);
                     }
                 }
             }
@@ -391,7 +404,7 @@ mod x86 {
                 let dx = _mm512_set1_ps(*x.d.get_unchecked(at));
                 let sum = *x.sum.get_unchecked(at);
                 if MIN {
-                    let s = _mm512_set1_ps(*x.d.get_unchecked(at) * sum as f32);
+                    let s = _mm512_set1_ps(*x.s.get_unchecked(at));
                     let a0 = _mm512_fmadd_ps(
                         _mm512_cvtepi32_ps(dot[i][0]),
                         _mm512_mul_ps(d0, dx),

@@ -263,6 +263,8 @@ pub struct Llama {
     inv_freq: Vec<f64>,
     /// Rows below which a dense product is padded (see [`Llama::set_batch_invariant`]).
     min_rows: usize,
+    /// Whether attention on the CPU may use [`attention::attend`] (see [`Llama::set_cpu_attention`]).
+    cpu_attention: bool,
 }
 
 impl Llama {
@@ -284,7 +286,14 @@ impl Llama {
             device,
             inv_freq,
             min_rows: BATCH_INVARIANT_ROWS,
+            cpu_attention: true,
         }
+    }
+
+    /// On (the default), attention on a CPU with AVX-512 runs personas' own kernel; off, it runs
+    /// through candle's matmuls as on a GPU (so tests can check that path on the CPU too).
+    pub fn set_cpu_attention(&mut self, on: bool) {
+        self.cpu_attention = on;
     }
 
     /// On (the default), every dense product of fewer than 16 rows is padded to 16, so a
@@ -405,9 +414,10 @@ impl Llama {
             }
         }
         let (cos, sin) = self.rope_tables(&positions, batch, seq)?;
-        let cpu_kernel = matches!(self.device, Device::Cpu)
+        let cpu_kernel = self.cpu_attention
+            && matches!(self.device, Device::Cpu)
             && attention::available()
-            && self.cfg.head_dim % 16 == 0;
+            && self.cfg.head_dim.is_multiple_of(16);
         let mask = if cpu_kernel {
             let total = start + seq;
             Mask::Rows(
