@@ -7,11 +7,15 @@
 //!
 //! Hidden positions (padding, filler after a shared prefix, the future) are skipped, not masked:
 //! the visible keys are summed in the same order whatever their positions, so a row gives the
-//! same bits alone, left-padded, or among other rows.
+//! same bits alone, left-padded, or among other rows. A filler token's own output is zero (it
+//! sees nothing; nothing reads it).
 
 use rayon::prelude::*;
 
-/// Whether this CPU runs [`attend`].
+/// Head sizes the kernel takes.
+pub const HEAD_DIMS: [usize; 3] = [32, 64, 128];
+
+/// Whether this CPU runs [`attend`] (for heads of [`HEAD_DIMS`]).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -31,7 +35,7 @@ pub struct Dims {
     pub seq: usize,
     pub heads: usize,
     pub kv_heads: usize,
-    /// A multiple of 16.
+    /// One of [`HEAD_DIMS`].
     pub head_dim: usize,
     /// Positions the key/value buffers have room for.
     pub capacity: usize,
@@ -41,11 +45,11 @@ pub struct Dims {
 
 /// `q`: (batch, heads, seq, head_dim); `k`, `v`: (batch, kv_heads, capacity, head_dim) holding
 /// the new tokens' keys and values already; `hidden[b][j]`: position `j` of row `b` is filler.
-/// A new token sees the visible positions before it and itself. Returns (batch, seq, heads,
-/// head_dim).
+/// A new token sees the visible positions before it and itself; a hidden new token gets zeros.
+/// Returns (batch, seq, heads, head_dim).
 pub fn attend(q: &[f32], k: &[f32], v: &[f32], hidden: &[Vec<bool>], d: Dims) -> Vec<f32> {
     assert!(
-        available() && d.head_dim.is_multiple_of(16),
+        available() && HEAD_DIMS.contains(&d.head_dim),
         "attention kernel unavailable"
     );
     assert_eq!(q.len(), d.batch * d.heads * d.seq * d.head_dim);
@@ -97,6 +101,9 @@ pub fn attend_reference(
             let kv = (b * d.kv_heads + h / group) * d.capacity;
             for i in 0..d.seq {
                 let at = d.start + i;
+                if hidden[b][at] {
+                    continue;
+                }
                 let qv = &q[((b * d.heads + h) * d.seq + i) * hd..][..hd];
                 let visible: Vec<usize> = (0..=at).filter(|&j| j == at || !hidden[b][j]).collect();
                 let scores: Vec<f64> = visible
@@ -130,13 +137,14 @@ mod x86 {
 
     use super::Dims;
 
-    /// Most 16-lane vectors a head may take (head_dim up to 256).
-    const MAX_VECS: usize = 16;
+    /// Largest head the kernel takes, in floats.
+    const MAX_HEAD: usize = 128;
 
-    /// One (row, key head) pair: every query head of its group, every new token.
+    /// One (row, key head) pair for some of its new tokens: every query head of the group.
     ///
     /// # Safety
-    /// AVX-512 F; slices and `out` sized as [`super::attend`] checks.
+    /// AVX-512 F; slices and `out` sized as [`super::attend`] checks; `head_dim` one of
+    /// [`super::HEAD_DIMS`].
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn group(
@@ -149,56 +157,117 @@ mod x86 {
         tokens: std::ops::Range<usize>,
         out: *mut f32,
     ) {
+        let group = d.heads / d.kv_heads;
+        // Query heads scored together share each load of the keys.
+        let together = [4, 3, 2, 1]
+            .into_iter()
+            .find(|h| group % h == 0)
+            .unwrap_or(1);
+        macro_rules! go {
+            ($v:literal, $h:literal) => {
+                heads::<$v, $h>(q, k, v, hidden, d, pair, tokens, out)
+            };
+        }
+        match (d.head_dim / 16, together) {
+            (2, 4) => go!(2, 4),
+            (2, 3) => go!(2, 3),
+            (2, 2) => go!(2, 2),
+            (2, _) => go!(2, 1),
+            (4, 4) => go!(4, 4),
+            (4, 3) => go!(4, 3),
+            (4, 2) => go!(4, 2),
+            (4, _) => go!(4, 1),
+            (8, 4) => go!(8, 4),
+            (8, 3) => go!(8, 3),
+            (8, 2) => go!(8, 2),
+            (_, _) => go!(8, 1),
+        }
+    }
+
+    /// Keys are copied transposed (head_dim x keys) once per task, so a query's scores come 16
+    /// keys at a time from plain FMAs, with no horizontal sums; values are summed key by key in
+    /// order, so a row's result does not depend on where its keys sit.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn heads<const V: usize, const H: usize>(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        hidden: &[bool],
+        d: Dims,
+        pair: usize,
+        tokens: std::ops::Range<usize>,
+        out: *mut f32,
+    ) {
         let (b, kvh) = (pair / d.kv_heads, pair % d.kv_heads);
-        let hd = d.head_dim;
-        let vecs = hd / 16;
-        assert!(vecs <= MAX_VECS);
+        let hd = V * 16;
         let group = d.heads / d.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
         let kv = (b * d.kv_heads + kvh) * d.capacity * hd;
         let (kp, vp) = (k.as_ptr().add(kv), v.as_ptr().add(kv));
-        let total = d.start + d.seq;
-        let mut visible: Vec<usize> = Vec::with_capacity(total);
-        let mut scores: Vec<f32> = Vec::with_capacity(total);
+        let end = d.start + tokens.end;
+        let visible: Vec<usize> = (0..end).filter(|&j| !hidden[j]).collect();
+        let padded = visible.len().div_ceil(16) * 16;
+        let mut kt = vec![0f32; hd * padded];
+        for (jj, &j) in visible.iter().enumerate() {
+            let kj = std::slice::from_raw_parts(kp.add(j * hd), hd);
+            for (c, &x) in kj.iter().enumerate() {
+                *kt.get_unchecked_mut(c * padded + jj) = x;
+            }
+        }
+        let mut scores = vec![0f32; H * padded];
         for i in tokens {
             let at = d.start + i;
-            visible.clear();
-            visible.extend((0..at).filter(|&j| !hidden[j]));
-            visible.push(at);
-            for g in 0..group {
-                let h = kvh * group + g;
-                let qp = q.as_ptr().add(((b * d.heads + h) * d.seq + i) * hd);
-                let mut qv = [_mm512_setzero_ps(); MAX_VECS];
-                for (c, slot) in qv.iter_mut().enumerate().take(vecs) {
-                    *slot = _mm512_mul_ps(_mm512_loadu_ps(qp.add(c * 16)), _mm512_set1_ps(scale));
+            if hidden[at] {
+                // Filler: nothing reads its output; zeros keep it finite.
+                for h in 0..group {
+                    let o = out.add(((b * d.seq + i) * d.heads + kvh * group + h) * hd);
+                    std::ptr::write_bytes(o, 0, hd);
                 }
-                scores.clear();
-                let mut max = f32::NEG_INFINITY;
-                for &j in &visible {
-                    let kj = kp.add(j * hd);
-                    let mut acc = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kj));
-                    for (c, qc) in qv.iter().enumerate().take(vecs).skip(1) {
-                        acc = _mm512_fmadd_ps(*qc, _mm512_loadu_ps(kj.add(c * 16)), acc);
-                    }
-                    let s = _mm512_reduce_add_ps(acc);
-                    max = max.max(s);
-                    scores.push(s);
-                }
-                exp_shifted(&mut scores, max);
-                let mut sum = 0f32;
-                let mut acc = [_mm512_setzero_ps(); MAX_VECS];
-                for (&j, &p) in visible.iter().zip(&scores) {
-                    sum += p;
-                    let vj = vp.add(j * hd);
-                    let pv = _mm512_set1_ps(p);
-                    for (c, a) in acc.iter_mut().enumerate().take(vecs) {
-                        *a = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj.add(c * 16)), *a);
+                continue;
+            }
+            let count = visible.partition_point(|&j| j <= at);
+            for g0 in (0..group).step_by(H) {
+                let mut qs = [[0f32; MAX_HEAD]; H];
+                for (h, qh) in qs.iter_mut().enumerate() {
+                    let qp = q
+                        .as_ptr()
+                        .add(((b * d.heads + kvh * group + g0 + h) * d.seq + i) * hd);
+                    for (c, x) in qh.iter_mut().take(hd).enumerate() {
+                        *x = *qp.add(c) * scale;
                     }
                 }
-                let inv = _mm512_set1_ps(1.0 / sum);
-                let o = out.add(((b * d.seq + i) * d.heads + h) * hd);
-                for (c, a) in acc.iter().enumerate().take(vecs) {
-                    _mm512_storeu_ps(o.add(c * 16), _mm512_mul_ps(*a, inv));
+                for jb in (0..count).step_by(16) {
+                    let mut acc = [_mm512_setzero_ps(); H];
+                    for c in 0..hd {
+                        let kc = _mm512_loadu_ps(kt.as_ptr().add(c * padded + jb));
+                        for h in 0..H {
+                            acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(qs[h][c]), kc, acc[h]);
+                        }
+                    }
+                    for (h, a) in acc.iter().enumerate() {
+                        _mm512_storeu_ps(scores.as_mut_ptr().add(h * padded + jb), *a);
+                    }
+                }
+                for h in 0..H {
+                    let s = &mut scores[h * padded..h * padded + count];
+                    let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                    exp_shifted(s, max);
+                    let mut sum = 0f32;
+                    let mut acc = [_mm512_setzero_ps(); V];
+                    for (&j, &p) in visible.iter().zip(s.iter()) {
+                        sum += p;
+                        let vj = vp.add(j * hd);
+                        let pv = _mm512_set1_ps(p);
+                        for (c, a) in acc.iter_mut().enumerate() {
+                            *a = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj.add(c * 16)), *a);
+                        }
+                    }
+                    let inv = _mm512_set1_ps(1.0 / sum);
+                    let o = out.add(((b * d.seq + i) * d.heads + kvh * group + g0 + h) * hd);
+                    for (c, a) in acc.iter().enumerate() {
+                        _mm512_storeu_ps(o.add(c * 16), _mm512_mul_ps(*a, inv));
+                    }
                 }
             }
         }
@@ -292,7 +361,7 @@ mod tests {
         let mut hidden = vec![vec![false; 13]; 3];
         hidden[1][0..3].iter_mut().for_each(|h| *h = true); // left padding
         hidden[2][5..8].iter_mut().for_each(|h| *h = true); // filler after a prefix
-        hidden[2][10] = true; // a filler query among the new tokens still sees itself
+        hidden[2][10] = true; // a filler token among the new ones: output zero
         let fast = attend(&q, &k, &v, &hidden, d);
         let slow = attend_reference(&q, &k, &v, &hidden, d);
         for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {

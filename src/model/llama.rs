@@ -417,7 +417,7 @@ impl Llama {
         let cpu_kernel = self.cpu_attention
             && matches!(self.device, Device::Cpu)
             && attention::available()
-            && self.cfg.head_dim.is_multiple_of(16);
+            && attention::HEAD_DIMS.contains(&self.cfg.head_dim);
         let mask = if cpu_kernel {
             let total = start + seq;
             Mask::Rows(
