@@ -161,7 +161,7 @@ mod x86 {
         // Query heads scored together share each load of the keys.
         let together = [4, 3, 2, 1]
             .into_iter()
-            .find(|h| group % h == 0)
+            .find(|h| group.is_multiple_of(*h))
             .unwrap_or(1);
         macro_rules! go {
             ($v:literal, $h:literal) => {
@@ -241,8 +241,8 @@ mod x86 {
                     let mut acc = [_mm512_setzero_ps(); H];
                     for c in 0..hd {
                         let kc = _mm512_loadu_ps(kt.as_ptr().add(c * padded + jb));
-                        for h in 0..H {
-                            acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(qs[h][c]), kc, acc[h]);
+                        for (a, qh) in acc.iter_mut().zip(&qs) {
+                            *a = _mm512_fmadd_ps(_mm512_set1_ps(qh[c]), kc, *a);
                         }
                     }
                     for (h, a) in acc.iter().enumerate() {
