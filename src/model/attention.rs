@@ -12,6 +12,12 @@
 
 use rayon::prelude::*;
 
+pub use super::cache::Run;
+
+// SAFETY: a run is read-only addresses into cache buffers that outlive the call (see `attend`).
+unsafe impl Send for Run {}
+unsafe impl Sync for Run {}
+
 /// Head sizes the kernel takes.
 pub const HEAD_DIMS: [usize; 3] = [32, 64, 128];
 
@@ -37,24 +43,32 @@ pub struct Dims {
     pub kv_heads: usize,
     /// One of [`HEAD_DIMS`].
     pub head_dim: usize,
-    /// Positions the key/value buffers have room for.
-    pub capacity: usize,
     /// Positions cached before the new tokens.
     pub start: usize,
 }
 
-/// `q`: (batch, heads, seq, head_dim); `k`, `v`: (batch, kv_heads, capacity, head_dim) holding
-/// the new tokens' keys and values already; `hidden[b][j]`: position `j` of row `b` is filler.
-/// A new token sees the visible positions before it and itself; a hidden new token gets zeros.
-/// Returns (batch, seq, heads, head_dim).
-pub fn attend(q: &[f32], k: &[f32], v: &[f32], hidden: &[Vec<bool>], d: Dims) -> Vec<f32> {
+/// `q`: (batch, heads, seq, head_dim); `runs[b]`: where row `b`'s keys and values for
+/// positions `0..start+seq` are, the new tokens' included (see [`Run`]); `hidden[b][j]`:
+/// position `j` of row `b` is filler. A new token sees the visible positions before it and
+/// itself; a hidden new token gets zeros. Returns (batch, seq, heads, head_dim).
+///
+/// # Safety
+/// Every run must point at `len` positions of `kv_heads` heads of `head_dim` floats, heads
+/// `head_stride` floats apart, alive and unchanged for the whole call.
+pub unsafe fn attend(q: &[f32], runs: &[Vec<Run>], hidden: &[Vec<bool>], d: Dims) -> Vec<f32> {
     assert!(
         available() && HEAD_DIMS.contains(&d.head_dim),
         "attention kernel unavailable"
     );
     assert_eq!(q.len(), d.batch * d.heads * d.seq * d.head_dim);
-    assert!(k.len() >= d.batch * d.kv_heads * d.capacity * d.head_dim);
-    assert!(v.len() == k.len() && hidden.len() == d.batch && d.start + d.seq <= d.capacity);
+    assert!(runs.len() == d.batch && hidden.len() == d.batch);
+    for (r, h) in runs.iter().zip(hidden) {
+        let len: usize = r.iter().map(|run| run.len).sum();
+        assert!(
+            len == d.start + d.seq && h.len() >= len,
+            "runs cover {len} positions"
+        );
+    }
     let mut out = vec![0f32; q.len()];
     let out_addr = out.as_mut_ptr() as usize;
     // Long prompts of few rows split their new tokens too, so every core gets work.
@@ -67,14 +81,14 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], hidden: &[Vec<bool>], d: Dims) ->
     (0..pairs * chunks).into_par_iter().for_each(|task| {
         let (pair, chunk) = (task / chunks, task % chunks);
         let tokens = chunk * per_task..((chunk + 1) * per_task).min(d.seq);
-        // SAFETY: checked above that the CPU has AVX-512 F and that every slice covers the
-        // shapes; each task writes the output of its own (row, head group, tokens) only.
+        let b = pair / d.kv_heads;
+        // SAFETY: checked above that the CPU has AVX-512 F and the shapes; the caller vouches
+        // for the runs; each task writes the output of its own (row, head group, tokens) only.
         unsafe {
             x86::group(
                 q,
-                k,
-                v,
-                &hidden[pair / d.kv_heads],
+                &runs[b],
+                &hidden[b],
                 d,
                 pair,
                 tokens,
@@ -85,57 +99,11 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], hidden: &[Vec<bool>], d: Dims) ->
     out
 }
 
-/// [`attend`] written plainly (f64 sums), for the tests.
-pub fn attend_reference(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    hidden: &[Vec<bool>],
-    d: Dims,
-) -> Vec<f32> {
-    let hd = d.head_dim;
-    let group = d.heads / d.kv_heads;
-    let mut out = vec![0f32; q.len()];
-    for b in 0..d.batch {
-        for h in 0..d.heads {
-            let kv = (b * d.kv_heads + h / group) * d.capacity;
-            for i in 0..d.seq {
-                let at = d.start + i;
-                if hidden[b][at] {
-                    continue;
-                }
-                let qv = &q[((b * d.heads + h) * d.seq + i) * hd..][..hd];
-                let visible: Vec<usize> = (0..=at).filter(|&j| j == at || !hidden[b][j]).collect();
-                let scores: Vec<f64> = visible
-                    .iter()
-                    .map(|&j| {
-                        let kj = &k[(kv + j) * hd..][..hd];
-                        qv.iter().zip(kj).map(|(a, b)| (a * b) as f64).sum::<f64>()
-                            / (hd as f64).sqrt()
-                    })
-                    .collect();
-                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
-                let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                let sum: f64 = exps.iter().sum();
-                for c in 0..hd {
-                    let val: f64 = visible
-                        .iter()
-                        .zip(&exps)
-                        .map(|(&j, e)| e * v[(kv + j) * hd + c] as f64)
-                        .sum();
-                    out[((b * d.seq + i) * d.heads + h) * hd + c] = (val / sum) as f32;
-                }
-            }
-        }
-    }
-    out
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::Dims;
+    use super::{Dims, Run};
 
     /// Largest head the kernel takes, in floats.
     const MAX_HEAD: usize = 128;
@@ -149,8 +117,7 @@ mod x86 {
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn group(
         q: &[f32],
-        k: &[f32],
-        v: &[f32],
+        runs: &[Run],
         hidden: &[bool],
         d: Dims,
         pair: usize,
@@ -165,7 +132,7 @@ mod x86 {
             .unwrap_or(1);
         macro_rules! go {
             ($v:literal, $h:literal) => {
-                heads::<$v, $h>(q, k, v, hidden, d, pair, tokens, out)
+                heads::<$v, $h>(q, runs, hidden, d, pair, tokens, out)
             };
         }
         match (d.head_dim / 16, together) {
@@ -191,8 +158,7 @@ mod x86 {
     #[allow(clippy::too_many_arguments)]
     unsafe fn heads<const V: usize, const H: usize>(
         q: &[f32],
-        k: &[f32],
-        v: &[f32],
+        runs: &[Run],
         hidden: &[bool],
         d: Dims,
         pair: usize,
@@ -203,14 +169,25 @@ mod x86 {
         let hd = V * 16;
         let group = d.heads / d.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
-        let kv = (b * d.kv_heads + kvh) * d.capacity * hd;
-        let (kp, vp) = (k.as_ptr().add(kv), v.as_ptr().add(kv));
         let end = d.start + tokens.end;
-        let visible: Vec<usize> = (0..end).filter(|&j| !hidden[j]).collect();
+        // Positions this task's tokens may see, with the addresses of their keys and values.
+        let mut visible: Vec<usize> = Vec::with_capacity(end);
+        let mut keys: Vec<(*const f32, *const f32)> = Vec::with_capacity(end);
+        let mut pos = 0;
+        for run in runs {
+            let head = kvh * run.head_stride;
+            for i in 0..run.len.min(end.saturating_sub(pos)) {
+                if !hidden[pos + i] {
+                    visible.push(pos + i);
+                    keys.push((run.k.add(head + i * hd), run.v.add(head + i * hd)));
+                }
+            }
+            pos += run.len;
+        }
         let padded = visible.len().div_ceil(16) * 16;
         let mut kt = vec![0f32; hd * padded];
-        for (jj, &j) in visible.iter().enumerate() {
-            let kj = std::slice::from_raw_parts(kp.add(j * hd), hd);
+        for (jj, &(kp, _)) in keys.iter().enumerate() {
+            let kj = std::slice::from_raw_parts(kp, hd);
             for (c, &x) in kj.iter().enumerate() {
                 *kt.get_unchecked_mut(c * padded + jj) = x;
             }
@@ -255,9 +232,8 @@ mod x86 {
                     exp_shifted(s, max);
                     let mut sum = 0f32;
                     let mut acc = [_mm512_setzero_ps(); V];
-                    for (&j, &p) in visible.iter().zip(s.iter()) {
+                    for (&(_, vj), &p) in keys.iter().zip(s.iter()) {
                         sum += p;
-                        let vj = vp.add(j * hd);
                         let pv = _mm512_set1_ps(p);
                         for (c, a) in acc.iter_mut().enumerate() {
                             *a = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj.add(c * 16)), *a);
@@ -314,12 +290,11 @@ mod x86 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
-    use super::Dims;
+    use super::{Dims, Run};
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn group(
         _: &[f32],
-        _: &[f32],
-        _: &[f32],
+        _: &[Run],
         _: &[bool],
         _: Dims,
         _: usize,
@@ -333,6 +308,75 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`attend`] written plainly (f64 sums), for the tests.
+    fn attend_reference(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        capacity: usize,
+        hidden: &[Vec<bool>],
+        d: Dims,
+    ) -> Vec<f32> {
+        let hd = d.head_dim;
+        let group = d.heads / d.kv_heads;
+        let mut out = vec![0f32; q.len()];
+        for b in 0..d.batch {
+            for h in 0..d.heads {
+                let kv = (b * d.kv_heads + h / group) * capacity;
+                for i in 0..d.seq {
+                    let at = d.start + i;
+                    if hidden[b][at] {
+                        continue;
+                    }
+                    let qv = &q[((b * d.heads + h) * d.seq + i) * hd..][..hd];
+                    let visible: Vec<usize> =
+                        (0..=at).filter(|&j| j == at || !hidden[b][j]).collect();
+                    let scores: Vec<f64> = visible
+                        .iter()
+                        .map(|&j| {
+                            let kj = &k[(kv + j) * hd..][..hd];
+                            qv.iter().zip(kj).map(|(a, b)| (a * b) as f64).sum::<f64>()
+                                / (hd as f64).sqrt()
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                    let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let sum: f64 = exps.iter().sum();
+                    for c in 0..hd {
+                        let val: f64 = visible
+                            .iter()
+                            .zip(&exps)
+                            .map(|(&j, e)| e * v[(kv + j) * hd + c] as f64)
+                            .sum();
+                        out[((b * d.seq + i) * d.heads + h) * hd + c] = (val / sum) as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs over contiguous (batch, kv_heads, capacity, head_dim) buffers, `len` positions.
+    fn contiguous(k: &[f32], v: &[f32], d: Dims, capacity: usize) -> Vec<Vec<Run>> {
+        let stride = capacity * d.head_dim;
+        (0..d.batch)
+            .map(|b| {
+                let at = b * d.kv_heads * stride;
+                vec![Run {
+                    k: k[at..].as_ptr(),
+                    v: v[at..].as_ptr(),
+                    head_stride: stride,
+                    len: d.start + d.seq,
+                }]
+            })
+            .collect()
+    }
+
+    fn run(q: &[f32], k: &[f32], v: &[f32], cap: usize, hidden: &[Vec<bool>], d: Dims) -> Vec<f32> {
+        // SAFETY: the runs cover the buffers, alive for the call.
+        unsafe { attend(q, &contiguous(k, v, d, cap), hidden, d) }
+    }
 
     fn data(n: usize, seed: usize) -> Vec<f32> {
         (0..n)
@@ -352,18 +396,18 @@ mod tests {
             heads: 6,
             kv_heads: 2,
             head_dim: 32,
-            capacity: 20,
             start: 9,
         };
+        let capacity = 20;
         let q = data(d.batch * d.heads * d.seq * d.head_dim, 1);
-        let k = data(d.batch * d.kv_heads * d.capacity * d.head_dim, 2);
-        let v = data(d.batch * d.kv_heads * d.capacity * d.head_dim, 3);
+        let k = data(d.batch * d.kv_heads * capacity * d.head_dim, 2);
+        let v = data(d.batch * d.kv_heads * capacity * d.head_dim, 3);
         let mut hidden = vec![vec![false; 13]; 3];
         hidden[1][0..3].iter_mut().for_each(|h| *h = true); // left padding
         hidden[2][5..8].iter_mut().for_each(|h| *h = true); // filler after a prefix
         hidden[2][10] = true; // a filler token among the new ones: output zero
-        let fast = attend(&q, &k, &v, &hidden, d);
-        let slow = attend_reference(&q, &k, &v, &hidden, d);
+        let fast = run(&q, &k, &v, capacity, &hidden, d);
+        let slow = attend_reference(&q, &k, &v, capacity, &hidden, d);
         for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
             assert!((a - b).abs() < 2e-5, "{i}: {a} vs {b}");
         }
@@ -377,24 +421,75 @@ mod tests {
             heads: 3,
             kv_heads: 1,
             head_dim: 64,
-            capacity: 8,
             start: 5,
         };
         let q = data(3 * 2 * 64, 4);
         let k = data(8 * 64, 5);
         let v = data(8 * 64, 6);
-        let alone = attend(&q, &k, &v, &[vec![false; 7]], plain);
+        let alone = run(&q, &k, &v, 8, &[vec![false; 7]], plain);
         // The same keys and values behind 3 positions of padding.
-        let padded = Dims {
-            capacity: 11,
-            start: 8,
-            ..plain
-        };
+        let padded = Dims { start: 8, ..plain };
         let shift = |x: &[f32]| [vec![9.0; 3 * 64], x[..7 * 64].to_vec(), vec![0.0; 64]].concat();
         let mut hidden = vec![false; 10];
         hidden[..3].iter_mut().for_each(|h| *h = true);
-        let behind = attend(&q, &shift(&k), &shift(&v), &[hidden], padded);
+        let behind = run(&q, &shift(&k), &shift(&v), 11, &[hidden], padded);
         assert_eq!(alone, behind);
+    }
+
+    #[test]
+    fn rows_reading_a_shared_prefix_match_rows_holding_a_copy() {
+        // Two rows whose first 6 positions are one shared prefix, then 3 positions each.
+        let d = Dims {
+            batch: 2,
+            seq: 2,
+            heads: 8,
+            kv_heads: 2,
+            head_dim: 128,
+            start: 7,
+        };
+        let (hd, cap) = (d.head_dim, 9);
+        let prefix_k = data(d.kv_heads * 6 * hd, 7);
+        let prefix_v = data(d.kv_heads * 6 * hd, 8);
+        let own_k = data(d.batch * d.kv_heads * 3 * hd, 9);
+        let own_v = data(d.batch * d.kv_heads * 3 * hd, 10);
+        // The same rows as plain copies: (batch, kv_heads, 9, hd).
+        let copy = |prefix: &[f32], own: &[f32]| {
+            let mut out = Vec::new();
+            for b in 0..d.batch {
+                for h in 0..d.kv_heads {
+                    out.extend_from_slice(&prefix[h * 6 * hd..][..6 * hd]);
+                    out.extend_from_slice(&own[(b * d.kv_heads + h) * 3 * hd..][..3 * hd]);
+                }
+            }
+            out
+        };
+        let (k, v) = (copy(&prefix_k, &own_k), copy(&prefix_v, &own_v));
+        let q = data(d.batch * d.heads * d.seq * hd, 11);
+        let mut hidden = vec![vec![false; cap]; 2];
+        hidden[1][6] = true; // row 1: a gap after the prefix
+        let want = run(&q, &k, &v, cap, &hidden, d);
+        let runs: Vec<Vec<Run>> = (0..d.batch)
+            .map(|b| {
+                let own = b * d.kv_heads * 3 * hd;
+                vec![
+                    Run {
+                        k: prefix_k.as_ptr(),
+                        v: prefix_v.as_ptr(),
+                        head_stride: 6 * hd,
+                        len: 6,
+                    },
+                    Run {
+                        k: own_k[own..].as_ptr(),
+                        v: own_v[own..].as_ptr(),
+                        head_stride: 3 * hd,
+                        len: 3,
+                    },
+                ]
+            })
+            .collect();
+        // SAFETY: the runs cover the buffers, alive for the call.
+        let got = unsafe { attend(&q, &runs, &hidden, d) };
+        assert_eq!(got, want);
     }
 
     #[test]

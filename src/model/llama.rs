@@ -11,7 +11,7 @@ use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor, D};
 
 use super::attention;
-use super::cache::{Cache, LayerCache};
+use super::cache::Cache;
 use super::int8::{self, Packed};
 
 /// Hyper-parameters, named as in Hugging Face's `config.json`.
@@ -313,7 +313,16 @@ impl Llama {
             self.cfg.head_dim,
             capacity,
             &self.device,
+            self.uses_cpu_attention(),
         )
+    }
+
+    /// Whether attention runs personas' CPU kernel (then forks of a cache share their prefix).
+    fn uses_cpu_attention(&self) -> bool {
+        self.cpu_attention
+            && matches!(self.device, Device::Cpu)
+            && attention::available()
+            && attention::HEAD_DIMS.contains(&self.cfg.head_dim)
     }
 
     /// Packs every quantized projection the int8 kernels can read (see [`Linear`]) when this
@@ -414,11 +423,7 @@ impl Llama {
             }
         }
         let (cos, sin) = self.rope_tables(&positions, batch, seq)?;
-        let cpu_kernel = self.cpu_attention
-            && matches!(self.device, Device::Cpu)
-            && attention::available()
-            && attention::HEAD_DIMS.contains(&self.cfg.head_dim);
-        let mask = if cpu_kernel {
+        let mask = if self.uses_cpu_attention() {
             let total = start + seq;
             Mask::Rows(
                 (0..batch)
@@ -432,9 +437,9 @@ impl Llama {
         let ids = Tensor::from_vec(flat, (batch, seq), &self.device)?;
         let mut xs = self.embed.forward(&ids)?;
         cache.reserve(start + seq)?;
-        for (block, layer) in self.blocks.iter().zip(cache.layers_mut()) {
+        for (layer, block) in self.blocks.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&xs, &block.attn_norm, self.cfg.rms_norm_eps as f32)?;
-            let h = self.attention(block, &h, layer, start, &cos, &sin, &mask)?;
+            let h = self.attention(block, &h, cache, layer, start, &cos, &sin, &mask)?;
             xs = (xs + h)?;
             let h = candle_nn::ops::rms_norm(&xs, &block.ffn_norm, self.cfg.rms_norm_eps as f32)?;
             let gate = candle_nn::ops::silu(&block.w_gate.forward(&h, self.min_rows)?)?;
@@ -488,7 +493,8 @@ impl Llama {
         &self,
         block: &Block,
         xs: &Tensor,
-        layer: &mut LayerCache,
+        cache: &Cache,
+        layer: usize,
         start: usize,
         cos: &Tensor,
         sin: &Tensor,
@@ -519,31 +525,29 @@ impl Llama {
             )
         };
 
-        layer.write(&k, &v, start)?;
+        cache.write(layer, &k, &v, start)?;
         let mask = match mask {
             Mask::Rows(hidden) => {
-                let (k_buf, v_buf) = layer.buffers();
                 let dims = attention::Dims {
                     batch: b,
                     seq: t,
                     heads: nh,
                     kv_heads: nkv,
                     head_dim: hd,
-                    capacity: k_buf.dim(2)?,
                     start,
                 };
+                let runs = cache.runs(layer, start + t)?;
                 let q = q.contiguous()?;
-                let out = with_cpu_f32(&q, |q| {
-                    with_cpu_f32(k_buf, |k| {
-                        with_cpu_f32(v_buf, |v| attention::attend(q, k, v, hidden, dims))
-                    })
-                })???;
+                // SAFETY: the runs point into `cache`'s buffers (and the segments it holds),
+                // alive and not written until this call returns.
+                let out =
+                    with_cpu_f32(&q, |q| unsafe { attention::attend(q, &runs, hidden, dims) })?;
                 let out = Tensor::from_vec(out, (b, t, nh * hd), &self.device)?;
                 return block.wo.forward(&out, self.min_rows);
             }
             Mask::Tensor(m) => m.as_ref(),
         };
-        let (k_all, v_all) = layer.view(start + t)?;
+        let (k_all, v_all) = cache.view(layer, start + t)?;
         // Heads sharing a KV head sit next to each other, so folding the group into the query
         // axis lets one matmul serve the whole group without repeating K/V per head.
         let q = q.reshape((b, nkv, cfg.group_size() * t, hd))?;
