@@ -51,8 +51,11 @@ fn model(batch_invariant: bool) -> Model {
         tokenizer: None,
     };
     let mut model = Model::load(&files, &candle_core::Device::Cpu, None).expect("load");
-    // What the CLI does by default (`--dense-mb 2048`).
-    model.llama.densify(2048 << 20).expect("densify");
+    // What the CLI does by default (`--int8 true --dense-mb 2048`).
+    model
+        .llama
+        .use_fast_kernels(true, 2048 << 20)
+        .expect("fast kernels");
     model.llama.set_batch_invariant(batch_invariant);
     model
 }

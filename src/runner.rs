@@ -28,7 +28,8 @@ use crate::engine::constrain::{decode_constrained, Compiled, Pattern, Piece};
 use crate::engine::generate::{decode_rows, generate, prefill};
 use crate::engine::sampling::{row_rng, sample};
 use crate::engine::score::{
-    reply_options, score_after, score_single, terminate_ambiguous, tokenize_options, OptionTokens,
+    draw_option, reply_options, score_after, score_single, terminate_ambiguous, tokenize_options,
+    OptionTokens,
 };
 use crate::engine::session::{model_template, render_ids};
 use crate::engine::{EngineError, SamplingParams};
@@ -169,10 +170,14 @@ fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
 }
 
 /// A question's answer format, tokenized once for the whole run.
+///
+/// Closed questions are scored over their options ([`reply_options`]); a sampled answer is one
+/// token drawn from the prompt's logits when every option is one token, otherwise a draw from
+/// the scored options ([`draw_option`]), so samples follow the model's whole-answer
+/// probabilities and match exact mode's distribution.
 struct Format {
     options: Vec<String>,
-    compiled: Compiled,
-    /// The options as scored in exact mode ([`reply_options`]).
+    /// The options as scored ([`reply_options`]).
     exact: Vec<OptionTokens>,
     /// See [`Compiled::single_token`].
     single_token: Option<(Vec<u32>, Vec<usize>)>,
@@ -228,7 +233,6 @@ impl<'a> Asker<'a> {
                     Some(Format {
                         single_token: compiled.single_token(),
                         exact: reply_options(&model.tokenizer, &options)?,
-                        compiled,
                         options,
                     })
                 }
@@ -453,33 +457,23 @@ impl<'a> Asker<'a> {
                     .push(record(&people[pi], s, &questions[qi], answer, None));
                 false
             });
-            for jobs in closed_jobs.chunks(self.batch) {
-                let idx: Vec<usize> = jobs.iter().map(|&(local, _)| local).collect();
-                let mut forked = cache.rows(&idx)?;
-                let patterns: Vec<&Compiled> = jobs
-                    .iter()
-                    .map(|&(local, _)| {
-                        &self.formats[who(local).1]
-                            .as_ref()
-                            .expect("closed")
-                            .compiled
-                    })
-                    .collect();
-                let rngs = jobs
-                    .iter()
-                    .map(|&(local, s)| self.rng(&people[who(local).0], s, who(local).1))
-                    .collect();
-                let starts = idx.iter().map(|&l| logits[l].clone()).collect();
-                let answers =
-                    decode_constrained(llama, &mut forked, starts, &self.params, &patterns, rngs)?;
-                for (&(local, s), a) in jobs.iter().zip(&answers) {
-                    let (pi, qi) = who(local);
-                    let format = self.formats[qi].as_ref().expect("closed");
-                    let answer = format.options[a.choices[0]].clone();
-                    out[pi]
-                        .0
-                        .push(record(&people[pi], s, &questions[qi], answer, None));
+            // Options of several tokens: every sample of a prompt is a draw from its scored
+            // options (see `draw_option`), scored once.
+            let mut scored: Option<(usize, crate::engine::score::Distribution)> = None;
+            for &(local, s) in &closed_jobs {
+                let (pi, qi) = who(local);
+                let format = self.formats[qi].as_ref().expect("closed");
+                if scored.as_ref().is_none_or(|(l, _)| *l != local) {
+                    let d =
+                        score_after(llama, &cache.rows(&[local])?, &logits[local], &format.exact)?;
+                    scored = Some((local, d));
                 }
+                let d = &scored.as_ref().expect("scored").1;
+                let pick = draw_option(d, &self.params, &mut self.rng(&people[pi], s, qi));
+                let answer = format.options[pick].clone();
+                out[pi]
+                    .0
+                    .push(record(&people[pi], s, &questions[qi], answer, None));
             }
             for jobs in open_jobs.chunks(self.batch) {
                 let idx: Vec<usize> = jobs.iter().map(|&(local, _)| local).collect();
@@ -732,21 +726,23 @@ impl<'a> Asker<'a> {
         logits: Vec<f32>,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        let mut forked = cache.repeat_rows(1, 256)?;
-        let rng = self.rng(person, s, qi);
+        let mut rng = self.rng(person, s, qi);
         let answer = match &self.formats[qi] {
             Some(format) => {
-                let out = decode_constrained(
-                    &self.model.llama,
-                    &mut forked,
-                    vec![logits],
-                    &self.params,
-                    &[&format.compiled],
-                    vec![rng],
-                )?;
-                format.options[out[0].choices[0]].clone()
+                let pick = match &format.single_token {
+                    Some((allowed, picks)) => {
+                        let t = sample(&logits, &self.params, &[], Some(allowed), &mut rng);
+                        allowed.iter().position(|&a| a == t).map_or(0, |i| picks[i])
+                    }
+                    None => {
+                        let d = score_after(&self.model.llama, cache, &logits, &format.exact)?;
+                        draw_option(&d, &self.params, &mut rng)
+                    }
+                };
+                format.options[pick].clone()
             }
             None => {
+                let mut forked = cache.repeat_rows(1, 256)?;
                 let max_tokens = text_tokens(q);
                 let params = SamplingParams {
                     max_tokens,

@@ -22,8 +22,7 @@ fn model() -> Model {
     };
     let mut model = Model::load(&files, &candle_core::Device::Cpu, None).unwrap();
     // As the CLI does by default: the int8 kernels where the CPU has them, else dense copies.
-    let packed = model.llama.pack_int8().unwrap();
-    let dense = model.llama.densify(2 << 30).unwrap();
+    let (packed, dense) = model.llama.use_fast_kernels(true, 2 << 30).unwrap();
     assert!(packed == 211 || dense > 0, "packed {packed}, dense {dense}");
     model
 }
@@ -238,40 +237,25 @@ fn exact_mode_equals_scoring_each_prompt_alone_and_ignores_the_batch() {
     assert_eq!(checked, 3 * 40);
 }
 
-#[test]
-fn sampled_answers_follow_the_exact_distribution() {
-    let model = model();
-    let dir = tempfile::tempdir().unwrap();
-    let one = r#"
-seed = 11
-[persona]
-template = "You are {{ name }}."
-[population]
-people = [{ name = "Dana" }]
-[[questions]]
-id = "trust"
-type = "scale"
-min = 1
-max = 5
-text = "How much do you trust your neighbours?"
-"#;
-    let path = dir.path().join("one.toml");
-    std::fs::write(&path, format!("{one}\n[sampling]\nsamples = 2000\n")).unwrap();
-    let sampled = study::load(&path).unwrap();
-    run_into(&model, &sampled, dir.path().join("s"), 256);
-    std::fs::write(&path, format!("{one}\n[sampling]\nmode = \"exact\"\n")).unwrap();
-    let exact = study::load(&path).unwrap();
-    run_into(&model, &exact, dir.path().join("e"), 64);
+/// 99.9th percentiles of chi-square with 1..=15 degrees of freedom.
+const CHI2_999: [f64; 15] = [
+    10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32, 26.12, 27.88, 29.59, 31.26, 32.91, 34.53,
+    36.12, 37.70,
+];
 
-    let draws = csv_rows(&dir.path().join("s/answers.csv"));
-    assert_eq!(draws.len(), 2000);
-    let dist = csv_rows(&dir.path().join("e/distributions.csv"));
-    // Pearson chi-square over the options the model gives at least 1% (the rest pooled).
+/// Pearson chi-square of one question's sampled answers against its exact distribution, over
+/// the options the model gives at least 1% (the rest pooled); returns (chi2, degrees of freedom).
+fn chi_square(
+    draws: &[csv::StringRecord],
+    dist: &[csv::StringRecord],
+    question: &str,
+) -> (f64, usize) {
+    let draws: Vec<_> = draws.iter().filter(|d| &d[2] == question).collect();
     let n = draws.len() as f64;
     let mut chi2 = 0.0;
     let mut cells = 0;
     let (mut pooled_p, mut pooled_obs) = (0.0, 0.0);
-    for row in &dist {
+    for row in dist.iter().filter(|r| &r[1] == question) {
         let p: f64 = row[3].parse().unwrap();
         let obs = draws.iter().filter(|d| d[3] == row[2]).count() as f64;
         if p >= 0.01 {
@@ -286,10 +270,59 @@ text = "How much do you trust your neighbours?"
         chi2 += (pooled_obs - n * pooled_p).powi(2) / (n * pooled_p);
         cells += 1;
     }
-    // 99.9th percentile of chi-square with up to 4 degrees of freedom is 18.47; the draws are
-    // seeded, so this is a fixed check, not a flaky one.
-    assert!(cells >= 2, "the model put everything on one option");
-    assert!(chi2 < 18.47, "chi-square {chi2:.2} over {cells} cells");
+    assert!(
+        cells >= 2,
+        "{question}: the model put everything on one option"
+    );
+    (chi2, cells - 1)
+}
+
+#[test]
+fn sampled_answers_follow_the_exact_distribution() {
+    let model = model();
+    let dir = tempfile::tempdir().unwrap();
+    // One-token options (drawn straight from the prompt's logits) and options of one or two
+    // tokens where "1" is a prefix of "10".."12" (drawn by the constrained decoder, token by
+    // token, ended by the end of the turn).
+    let one = r#"
+seed = 11
+[persona]
+template = "You are {{ name }}."
+[population]
+people = [{ name = "Dana" }]
+[[questions]]
+id = "trust"
+type = "scale"
+min = 1
+max = 5
+text = "How much do you trust your neighbours?"
+[[questions]]
+id = "month"
+type = "scale"
+min = 1
+max = 12
+text = "In which month of the year (1 to 12) were you born?"
+"#;
+    let path = dir.path().join("one.toml");
+    std::fs::write(&path, format!("{one}\n[sampling]\nsamples = 10000\n")).unwrap();
+    let sampled = study::load(&path).unwrap();
+    run_into(&model, &sampled, dir.path().join("s"), 256);
+    std::fs::write(&path, format!("{one}\n[sampling]\nmode = \"exact\"\n")).unwrap();
+    let exact = study::load(&path).unwrap();
+    run_into(&model, &exact, dir.path().join("e"), 64);
+
+    let draws = csv_rows(&dir.path().join("s/answers.csv"));
+    assert_eq!(draws.len(), 2 * 10_000);
+    let dist = csv_rows(&dir.path().join("e/distributions.csv"));
+    for question in ["trust", "month"] {
+        let (chi2, df) = chi_square(&draws, &dist, question);
+        // The draws are seeded, so this is a fixed check, not a flaky one.
+        assert!(
+            chi2 < CHI2_999[df - 1],
+            "{question}: chi-square {chi2:.2} with {df} degrees of freedom"
+        );
+        eprintln!("{question}: chi-square {chi2:.2}, {df} degrees of freedom");
+    }
 }
 
 #[test]

@@ -148,9 +148,8 @@ fn closed(
     question: &str,
     persona_reply: Option<String>,
 ) -> anyhow::Result<()> {
-    use crate::engine::constrain::{decode_constrained, Compiled, Pattern};
     use crate::engine::generate::{prefill, sample_rng};
-    use crate::engine::score::{reply_options, score_after};
+    use crate::engine::score::{draw_option, reply_options, score_after};
 
     let options: Vec<String> = args.options.iter().map(|o| o.trim().to_string()).collect();
     if options.len() < 2 || options.iter().any(|o| o.is_empty()) {
@@ -159,8 +158,8 @@ fn closed(
     let llama = &model.llama;
     let mut base = llama.new_cache(1, prompt.len() + 16)?;
     let first = prefill(llama, &mut base, prompt)?;
+    let toks = reply_options(&model.tokenizer, &options)?;
     if args.distribution {
-        let toks = reply_options(&model.tokenizer, &options)?;
         let d = score_after(llama, &base, &first, &toks)?;
         if args.json {
             let out = DistributionOutput {
@@ -183,34 +182,21 @@ fn closed(
         }
         return Ok(());
     }
-    let compiled = Compiled::new(&Pattern::options(options.clone()), &model.tokenizer)?;
-    let mut answers = Vec::with_capacity(args.samples);
-    let mut start = 0;
-    while start < args.samples {
-        let rows = args.batch.max(1).min(args.samples - start);
-        let mut cache = base.repeat_rows(rows, 16)?;
-        let rngs = (0..rows)
-            .map(|i| sample_rng(params.seed, start + i))
-            .collect();
-        let out = decode_constrained(
-            llama,
-            &mut cache,
-            vec![first.clone(); rows],
-            params,
-            &vec![&compiled; rows],
-            rngs,
-        )?;
-        for (i, a) in out.into_iter().enumerate() {
-            answers.push(Answer {
-                sample: start + i,
-                seed: params.seed.wrapping_add((start + i) as u64),
-                text: options[a.choices[0]].clone(),
-                generated_tokens: a.tokens.len(),
+    // Every sample is a draw from the scored options (see `draw_option`): the model's
+    // whole-answer probabilities, tempered and truncated as a token draw would be.
+    let d = score_after(llama, &base, &first, &toks)?;
+    let answers: Vec<Answer> = (0..args.samples)
+        .map(|i| {
+            let pick = draw_option(&d, params, &mut sample_rng(params.seed, i));
+            Answer {
+                sample: i,
+                seed: params.seed.wrapping_add(i as u64),
+                text: options[pick].clone(),
+                generated_tokens: toks[pick].ids.len(),
                 stop: crate::engine::StopReason::EndToken,
-            });
-        }
-        start += rows;
-    }
+            }
+        })
+        .collect();
     if args.json {
         let out = Output {
             model: model.files.main_path().display().to_string(),

@@ -66,9 +66,10 @@ pub struct ModelArgs {
     /// A Jinja chat template file that replaces the model's own.
     #[arg(long, value_name = "FILE")]
     pub chat_template: Option<PathBuf>,
-    /// Memory (MiB) personas may spend on dense f32 copies of quantized weights, which make
-    /// batched prefill and sampling many times faster on CPU; models whose copies would need
-    /// more stay quantized only. 0 turns the copies off.
+    /// Memory (MiB) personas may spend on dense f32 copies of the quantized weights the int8
+    /// kernels do not take (other formats, CPUs without AVX-512 VNNI, `--int8 false`), which
+    /// make batched prefill and sampling many times faster on CPU; models whose copies would
+    /// need more stay quantized only. 0 turns the copies off.
     #[arg(
         long,
         value_name = "MIB",
@@ -186,10 +187,9 @@ impl Context {
             None => located.chat_template.clone(),
         };
         let mut model = Model::load(&located.files, &device, template)?;
-        if args.int8 {
-            model.llama.pack_int8()?;
-        }
-        model.llama.densify(args.dense_mb << 20)?;
+        model
+            .llama
+            .use_fast_kernels(args.int8, args.dense_mb << 20)?;
         Ok(model)
     }
 }

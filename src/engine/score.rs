@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use super::generate::prefill;
-use super::EngineError;
+use super::{EngineError, SamplingParams};
 use crate::model::{Cache, Llama, LogitsAt};
 use crate::tokenizer::Tokenizer;
 
@@ -220,6 +220,17 @@ fn distribution(options: &[OptionTokens], logprobs: &[f64]) -> Distribution {
         options: scores,
         outside: (1.0 - total).max(0.0),
     }
+}
+
+/// Index of an option drawn from a scored distribution, tempered and truncated by `params`
+/// exactly as a token draw among the options would be (temperature, then top-k, top-p and
+/// min-p over the options), so an option of several tokens is drawn with its whole-answer
+/// probability. Constrained decoding token by token renormalizes at every token instead, which
+/// for options such as "1".."12" ("12" is "1" then "2", and "1" needs the end of the turn)
+/// favours answers whose later tokens the model finds unlikely.
+pub fn draw_option(d: &Distribution, params: &SamplingParams, rng: &mut impl rand::Rng) -> usize {
+    let logprobs: Vec<f32> = d.options.iter().map(|o| o.logprob as f32).collect();
+    super::sampling::sample(&logprobs, params, &[], None, rng) as usize
 }
 
 /// Log-softmax of one logits row, in f64 for the sums.

@@ -325,6 +325,18 @@ impl Llama {
             && attention::HEAD_DIMS.contains(&self.cfg.head_dim)
     }
 
+    /// What the CLI does after loading (`--int8`, `--dense-mb`): int8 kernels for the
+    /// projections they read (when `int8` and the CPU has them), then dense copies of the rest
+    /// within `dense_max_bytes`. Returns (projections packed, bytes of dense copies).
+    pub fn use_fast_kernels(
+        &mut self,
+        int8: bool,
+        dense_max_bytes: usize,
+    ) -> candle_core::Result<(usize, usize)> {
+        let packed = if int8 { self.pack_int8()? } else { 0 };
+        Ok((packed, self.densify(dense_max_bytes)?))
+    }
+
     /// Packs every quantized projection the int8 kernels can read (see [`Linear`]) when this
     /// CPU has them; returns how many were packed. Packed projections need no dense copy.
     pub fn pack_int8(&mut self) -> candle_core::Result<usize> {
