@@ -19,7 +19,7 @@ use personas::model::{gguf, Llama};
 const LOGIT_TOL: f32 = 0.75;
 const LOGPROB_TOL: f32 = 0.5;
 const F32_TOL: f32 = 0.5;
-const NEAR_TIE: f32 = 0.15;
+const NEAR_TIE: f32 = 0.25;
 
 fn load() -> Llama {
     let path = common::test_gguf();
@@ -174,9 +174,10 @@ fn greedy_matches(llama: &Llama) {
 /// (scripts/llamacpp_f32.py). Its own default (f16 cache) differs from it by up to 0.31 on these
 /// prompts: this model turns perturbations of 1e-3 in attention into tenths of a logit, so
 /// summation order alone explains the 0.39 we measure. Where the argmax differs, both tokens are
-/// within 0.15 in our logits: only on the survey prompt, where llama.cpp's two settings disagree
-/// with each other too (0.05 apart with candle's kernels, 0.10 with the int8 kernels and the CPU
-/// attention kernel, whose worst logit difference is 0.36).
+/// within 0.25 in our logits: only on the survey prompt, where llama.cpp's two settings disagree
+/// with each other too; there the two leading tokens are 0.05 apart with candle's kernels and
+/// 0.10 to 0.15 with the int8, attention and SwiGLU kernels (their worst logit difference is
+/// 0.41), which move with perturbations of 1e-7 (an exp rounded differently).
 #[test]
 fn next_token_matches_llamacpp_f32_attention_closely() {
     for (kernel, llama) in kernels() {

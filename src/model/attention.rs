@@ -103,6 +103,7 @@ pub unsafe fn attend(q: &[f32], runs: &[Vec<Run>], hidden: &[Vec<bool>], d: Dims
 mod x86 {
     use std::arch::x86_64::*;
 
+    use super::super::simd::x86::exp_shifted;
     use super::{Dims, Run};
 
     /// Largest head the kernel takes, in floats.
@@ -247,44 +248,6 @@ mod x86 {
                 }
             }
         }
-    }
-
-    /// `x <- exp(x - max)` in place, 16 at a time (the tail padded), same result per element
-    /// whatever its index.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn exp_shifted(x: &mut [f32], max: f32) {
-        let m = _mm512_set1_ps(max);
-        let mut chunks = x.chunks_exact_mut(16);
-        for c in &mut chunks {
-            let e = exp(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), m));
-            _mm512_storeu_ps(c.as_mut_ptr(), e);
-        }
-        let rest = chunks.into_remainder();
-        if !rest.is_empty() {
-            let mut buf = [0f32; 16];
-            buf[..rest.len()].copy_from_slice(rest);
-            let e = exp(_mm512_sub_ps(_mm512_loadu_ps(buf.as_ptr()), m));
-            _mm512_storeu_ps(buf.as_mut_ptr(), e);
-            rest.copy_from_slice(&buf[..rest.len()]);
-        }
-    }
-
-    /// e^x for x <= 0: 2^n * p(r) with x = n ln2 + r, |r| <= ln2/2, p a degree-6 polynomial
-    /// (relative error about 2e-7); below -87 (and for -inf) the result is e^-87, about 1e-38.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn exp(x: __m512) -> __m512 {
-        let x = _mm512_max_ps(x, _mm512_set1_ps(-87.0));
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
-        );
-        // r = x - n ln2, in two steps for precision (Cody-Waite).
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
-        let mut p = _mm512_set1_ps(1.0 / 720.0);
-        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-        }
-        _mm512_scalef_ps(p, n)
     }
 }
 
@@ -498,7 +461,7 @@ mod tests {
         let xs: Vec<f32> = (0..=2000).map(|i| -(i as f32) * 0.05).collect();
         let mut got = xs.clone();
         // SAFETY: AVX-512 F checked above.
-        unsafe { x86::exp_shifted(&mut got, 0.0) };
+        unsafe { super::super::simd::x86::exp_shifted(&mut got, 0.0) };
         for (x, e) in xs.iter().zip(&got) {
             let want = (*x as f64).exp();
             assert!(

@@ -145,6 +145,31 @@ impl Packed {
         Ok(Some(packed))
     }
 
+    /// Weights that read the same input side by side (Q, K and V; gate and up), so one call
+    /// quantizes the input once and computes all of them; `None` unless every part but the last
+    /// fills whole panels and all share `k` and format.
+    pub fn concat(parts: &[&Packed]) -> Option<Packed> {
+        let first = parts.first()?;
+        let (init, _) = parts.split_at(parts.len() - 1);
+        if parts
+            .iter()
+            .any(|p| p.k != first.k || p.offset != first.offset)
+            || init.iter().any(|p| !p.n.is_multiple_of(PANEL))
+        {
+            return None;
+        }
+        Some(Packed {
+            n: parts.iter().map(|p| p.n).sum(),
+            k: first.k,
+            offset: first.offset,
+            data: parts.iter().flat_map(|p| p.data.iter().copied()).collect(),
+            scales: parts
+                .iter()
+                .flat_map(|p| p.scales.iter().copied())
+                .collect(),
+        })
+    }
+
     fn put(&mut self, row: usize, b: usize, u: &[u8; BLOCK], d: f32, m: f32) {
         let nb = self.blocks();
         let (panel, col) = (row / PANEL, row % PANEL);
@@ -554,6 +579,27 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn side_by_side_weights_give_each_part_its_own_product() {
+        let (qa, _) = weights(64, 96, GgmlDType::Q4_1, 21);
+        let (qb, _) = weights(40, 96, GgmlDType::Q4_1, 22);
+        let (a, b) = (
+            Packed::from_qtensor(&qa).unwrap().unwrap(),
+            Packed::from_qtensor(&qb).unwrap().unwrap(),
+        );
+        let both = Packed::concat(&[&a, &b]).expect("64 columns fill two panels");
+        assert!(
+            Packed::concat(&[&b, &a]).is_none(),
+            "40 columns do not fill whole panels"
+        );
+        let x = inputs(3, 96);
+        let (ya, yb, y) = (gemm(&a, &x), gemm(&b, &x), gemm(&both, &x));
+        for r in 0..3 {
+            assert_eq!(y[r * 104..r * 104 + 64], ya[r * 64..(r + 1) * 64]);
+            assert_eq!(y[r * 104 + 64..(r + 1) * 104], yb[r * 40..(r + 1) * 40]);
         }
     }
 

@@ -13,6 +13,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use super::attention;
 use super::cache::Cache;
 use super::int8::{self, Packed};
+use super::simd;
 
 /// Hyper-parameters, named as in Hugging Face's `config.json`.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,6 +159,10 @@ impl Linear {
         }
     }
 
+    fn packed(&self) -> Option<&Packed> {
+        self.packed.as_deref()
+    }
+
     fn pack_int8(&mut self) -> candle_core::Result<bool> {
         if let QMatMul::QTensor(q) = &self.inner {
             if self.packed.is_none() && matches!(q.device(), Device::Cpu) {
@@ -190,6 +195,38 @@ fn packed_forward(w: &Packed, xs: &Tensor) -> candle_core::Result<Option<Tensor>
     let mut dims = xs.dims().to_vec();
     *dims.last_mut().expect("at least one dim") = w.n();
     Tensor::from_vec(out, dims, xs.device()).map(Some)
+}
+
+/// `xs (.., k)` through side-by-side weights ([`Packed::concat`]), the output cut back into the
+/// parts' column counts `sizes`; `None` when `xs` is not f32 on the CPU.
+fn packed_parts(
+    w: &Packed,
+    xs: &Tensor,
+    sizes: &[usize],
+) -> candle_core::Result<Option<Vec<Vec<f32>>>> {
+    if !matches!(xs.device(), Device::Cpu) || xs.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let xs = xs.contiguous()?;
+    let out = with_cpu_f32(&xs, |data| int8::gemm(w, data))?;
+    let n = w.n();
+    let rows = out.len() / n;
+    let mut parts: Vec<Vec<f32>> = sizes.iter().map(|s| Vec::with_capacity(rows * s)).collect();
+    for row in out.chunks_exact(n) {
+        let mut at = 0;
+        for (part, &size) in parts.iter_mut().zip(sizes) {
+            part.extend_from_slice(&row[at..at + size]);
+            at += size;
+        }
+    }
+    Ok(Some(parts))
+}
+
+/// Projections of one block that read the same input, side by side for one int8 call each.
+#[derive(Debug, Clone)]
+struct Fused {
+    qkv: Packed,
+    gate_up: Packed,
 }
 
 /// Runs `f` on the values of a contiguous f32 tensor on the CPU.
@@ -265,6 +302,8 @@ pub struct Llama {
     min_rows: usize,
     /// Whether attention on the CPU may use [`attention::attend`] (see [`Llama::set_cpu_attention`]).
     cpu_attention: bool,
+    /// Per block, its side-by-side int8 weights (see [`Llama::pack_int8`]).
+    fused: Vec<Option<Fused>>,
 }
 
 impl Llama {
@@ -287,6 +326,7 @@ impl Llama {
             inv_freq,
             min_rows: BATCH_INVARIANT_ROWS,
             cpu_attention: true,
+            fused: Vec::new(),
         }
     }
 
@@ -347,6 +387,21 @@ impl Llama {
         for l in self.linears_mut() {
             packed += l.pack_int8()? as usize;
         }
+        self.fused = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let qkv = [&b.wq, &b.wk, &b.wv].map(Linear::packed);
+                let gate_up = [&b.w_gate, &b.w_up].map(Linear::packed);
+                match (qkv, gate_up) {
+                    ([Some(q), Some(k), Some(v)], [Some(g), Some(u)]) => Some(Fused {
+                        qkv: Packed::concat(&[q, k, v])?,
+                        gate_up: Packed::concat(&[g, u])?,
+                    }),
+                    _ => None,
+                }
+            })
+            .collect();
         Ok(packed)
     }
 
@@ -454,9 +509,21 @@ impl Llama {
             let h = self.attention(block, &h, cache, layer, start, &cos, &sin, &mask)?;
             xs = (xs + h)?;
             let h = candle_nn::ops::rms_norm(&xs, &block.ffn_norm, self.cfg.rms_norm_eps as f32)?;
-            let gate = candle_nn::ops::silu(&block.w_gate.forward(&h, self.min_rows)?)?;
-            let up = block.w_up.forward(&h, self.min_rows)?;
-            xs = (xs + block.w_down.forward(&(gate * up)?, self.min_rows)?)?;
+            let ffn = self.cfg.intermediate_size;
+            let gated = match self.fused_parts(layer, |f| &f.gate_up, &h, [ffn, ffn])? {
+                Some([gate, up]) => {
+                    let mut out = vec![0f32; gate.len()];
+                    simd::silu_mul(&gate, &up, &mut out);
+                    let mut dims = h.dims().to_vec();
+                    *dims.last_mut().expect("dims") = ffn;
+                    Tensor::from_vec(out, dims, &self.device)?
+                }
+                None => {
+                    let gate = candle_nn::ops::silu(&block.w_gate.forward(&h, self.min_rows)?)?;
+                    (gate * block.w_up.forward(&h, self.min_rows)?)?
+                }
+            };
+            xs = (xs + block.w_down.forward(&gated, self.min_rows)?)?;
         }
         cache.advance(seq);
         let xs = match at {
@@ -467,6 +534,21 @@ impl Llama {
         self.lm_head
             .forward(&xs, self.min_rows)?
             .to_dtype(DType::F32)
+    }
+
+    /// The outputs of block `layer`'s side-by-side weights chosen by `pick` for `xs`, one per
+    /// part, or `None` when the block has none (or `xs` is not on the CPU).
+    fn fused_parts<const N: usize>(
+        &self,
+        layer: usize,
+        pick: impl Fn(&Fused) -> &Packed,
+        xs: &Tensor,
+        sizes: [usize; N],
+    ) -> candle_core::Result<Option<[Vec<f32>; N]>> {
+        let Some(Some(fused)) = self.fused.get(layer) else {
+            return Ok(None);
+        };
+        Ok(packed_parts(pick(fused), xs, &sizes)?.and_then(|parts| parts.try_into().ok()))
     }
 
     /// Additive mask of shape (B, 1, group*T, L): causal inside the new tokens, and hiding each
@@ -519,9 +601,19 @@ impl Llama {
             cfg.num_key_value_heads,
             cfg.head_dim,
         );
-        let q = block.wq.forward(xs, self.min_rows)?;
-        let k = block.wk.forward(xs, self.min_rows)?;
-        let v = block.wv.forward(xs, self.min_rows)?;
+        let (q, k, v) =
+            match self.fused_parts(layer, |f| &f.qkv, xs, [nh * hd, nkv * hd, nkv * hd])? {
+                Some([q, k, v]) => (
+                    Tensor::from_vec(q, (b, t, nh * hd), &self.device)?,
+                    Tensor::from_vec(k, (b, t, nkv * hd), &self.device)?,
+                    Tensor::from_vec(v, (b, t, nkv * hd), &self.device)?,
+                ),
+                None => (
+                    block.wq.forward(xs, self.min_rows)?,
+                    block.wk.forward(xs, self.min_rows)?,
+                    block.wv.forward(xs, self.min_rows)?,
+                ),
+            };
         let q = q.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous()?;
         let k = k.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
         let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;

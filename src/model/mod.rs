@@ -11,6 +11,7 @@ pub mod gguf;
 pub mod int8;
 pub mod llama;
 pub mod safetensors;
+pub mod simd;
 
 use std::path::{Path, PathBuf};
 
