@@ -292,7 +292,10 @@ impl Cache {
     }
 
     /// Per row, where layer `layer`'s first `len` positions live, for the CPU attention kernel.
-    /// The pointers stay valid while this cache is alive and not written.
+    /// The pointers stay valid while this cache is alive and not written. A parent writes only
+    /// past what its forks read (or moves to new buffers first), but the writes go through the
+    /// whole buffer: a parent and its forks are not run on different threads at the same time
+    /// (nothing in personas does).
     pub(crate) fn runs(&self, layer: usize, len: usize) -> candle_core::Result<Vec<Vec<Run>>> {
         let own = self.layers[layer].pointers()?;
         let mut out = Vec::with_capacity(self.batch);

@@ -264,6 +264,11 @@ fn stored(d: f32, sum: i32) -> (f32, i32, f32) {
 
 /// One block of 32 values to bytes, rounding to nearest (ties to even); returns (d, sum of q).
 fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+    if x.iter().any(|v| !v.is_finite()) {
+        // Overflowed activations stay visible: every output of the block becomes NaN.
+        q.fill(0);
+        return (f32::NAN, 0);
+    }
     let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
@@ -376,6 +381,15 @@ mod x86 {
         debug_assert!(x.len() == BLOCK && q.len() == BLOCK);
         let x0 = _mm512_loadu_ps(x.as_ptr());
         let x1 = _mm512_loadu_ps(x.as_ptr().add(16));
+        // x - x is NaN exactly where x is infinite or NaN.
+        let bad = |v: __m512| {
+            let z = _mm512_sub_ps(v, v);
+            _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(z, z)
+        };
+        if bad(x0) | bad(x1) != 0 {
+            q.fill(0);
+            return (f32::NAN, 0);
+        }
         let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
         let d = amax / 127.0;
         let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
@@ -470,7 +484,9 @@ mod x86 {
         for (i, a) in acc.iter().enumerate() {
             let o = out.add((r0 + i) * w.n + col0);
             _mm512_mask_storeu_ps(o, mask0, a[0]);
-            _mm512_mask_storeu_ps(o.add(16), mask1, a[1]);
+            if mask1 != 0 {
+                _mm512_mask_storeu_ps(o.add(16), mask1, a[1]);
+            }
         }
     }
 }
@@ -579,6 +595,24 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn non_finite_inputs_give_nan_not_numbers() {
+        let (q, _) = weights(32, 64, GgmlDType::Q4_1, 9);
+        let p = Packed::from_qtensor(&q).unwrap().unwrap();
+        let mut x = inputs(2, 64);
+        x[70] = f32::INFINITY; // row 1, second block
+        for out in [gemm(&p, &x), gemm_reference(&p, &x)] {
+            assert!(
+                out[..32].iter().all(|v| v.is_finite()),
+                "row 0 is untouched"
+            );
+            assert!(
+                out[32..].iter().all(|v| v.is_nan()),
+                "row 1 shows the overflow"
+            );
         }
     }
 

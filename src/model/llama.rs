@@ -222,11 +222,12 @@ fn packed_parts(
     Ok(Some(parts))
 }
 
-/// Projections of one block that read the same input, side by side for one int8 call each.
-#[derive(Debug, Clone)]
+/// Projections of one block that read the same input, side by side for one int8 call each
+/// (the parts then keep no packed copy of their own).
+#[derive(Debug, Clone, Default)]
 struct Fused {
-    qkv: Packed,
-    gate_up: Packed,
+    qkv: Option<Packed>,
+    gate_up: Option<Packed>,
 }
 
 /// Runs `f` on the values of a contiguous f32 tensor on the CPU.
@@ -303,7 +304,7 @@ pub struct Llama {
     /// Whether attention on the CPU may use [`attention::attend`] (see [`Llama::set_cpu_attention`]).
     cpu_attention: bool,
     /// Per block, its side-by-side int8 weights (see [`Llama::pack_int8`]).
-    fused: Vec<Option<Fused>>,
+    fused: Vec<Fused>,
 }
 
 impl Llama {
@@ -387,19 +388,20 @@ impl Llama {
         for l in self.linears_mut() {
             packed += l.pack_int8()? as usize;
         }
+        let fuse = |parts: &mut [&mut Linear]| {
+            let packed: Option<Vec<&Packed>> = parts.iter().map(|l| l.packed()).collect();
+            let joint = Packed::concat(&packed?)?;
+            for l in parts.iter_mut() {
+                l.packed = None;
+            }
+            Some(joint)
+        };
         self.fused = self
             .blocks
-            .iter()
-            .map(|b| {
-                let qkv = [&b.wq, &b.wk, &b.wv].map(Linear::packed);
-                let gate_up = [&b.w_gate, &b.w_up].map(Linear::packed);
-                match (qkv, gate_up) {
-                    ([Some(q), Some(k), Some(v)], [Some(g), Some(u)]) => Some(Fused {
-                        qkv: Packed::concat(&[q, k, v])?,
-                        gate_up: Packed::concat(&[g, u])?,
-                    }),
-                    _ => None,
-                }
+            .iter_mut()
+            .map(|b| Fused {
+                qkv: fuse(&mut [&mut b.wq, &mut b.wk, &mut b.wv]),
+                gate_up: fuse(&mut [&mut b.w_gate, &mut b.w_up]),
             })
             .collect();
         Ok(packed)
@@ -510,7 +512,7 @@ impl Llama {
             xs = (xs + h)?;
             let h = candle_nn::ops::rms_norm(&xs, &block.ffn_norm, self.cfg.rms_norm_eps as f32)?;
             let ffn = self.cfg.intermediate_size;
-            let gated = match self.fused_parts(layer, |f| &f.gate_up, &h, [ffn, ffn])? {
+            let gated = match self.fused_parts(layer, |f| f.gate_up.as_ref(), &h, [ffn, ffn])? {
                 Some([gate, up]) => {
                     let mut out = vec![0f32; gate.len()];
                     simd::silu_mul(&gate, &up, &mut out);
@@ -541,14 +543,20 @@ impl Llama {
     fn fused_parts<const N: usize>(
         &self,
         layer: usize,
-        pick: impl Fn(&Fused) -> &Packed,
+        pick: impl Fn(&Fused) -> Option<&Packed>,
         xs: &Tensor,
         sizes: [usize; N],
     ) -> candle_core::Result<Option<[Vec<f32>; N]>> {
-        let Some(Some(fused)) = self.fused.get(layer) else {
+        let Some(w) = self.fused.get(layer).and_then(pick) else {
             return Ok(None);
         };
-        Ok(packed_parts(pick(fused), xs, &sizes)?.and_then(|parts| parts.try_into().ok()))
+        let parts = packed_parts(w, xs, &sizes)?.map(|parts| parts.try_into());
+        match parts {
+            Some(Ok(parts)) => Ok(Some(parts)),
+            Some(Err(_)) => candle_core::bail!("side-by-side weights with {N} parts expected"),
+            None if xs.device().is_cpu() => candle_core::bail!("int8 weights need f32 inputs"),
+            None => candle_core::bail!("int8 weights run on the CPU only"),
+        }
     }
 
     /// Additive mask of shape (B, 1, group*T, L): causal inside the new tokens, and hiding each
@@ -602,7 +610,7 @@ impl Llama {
             cfg.head_dim,
         );
         let (q, k, v) =
-            match self.fused_parts(layer, |f| &f.qkv, xs, [nh * hd, nkv * hd, nkv * hd])? {
+            match self.fused_parts(layer, |f| f.qkv.as_ref(), xs, [nh * hd, nkv * hd, nkv * hd])? {
                 Some([q, k, v]) => (
                     Tensor::from_vec(q, (b, t, nh * hd), &self.device)?,
                     Tensor::from_vec(k, (b, t, nkv * hd), &self.device)?,
