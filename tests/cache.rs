@@ -57,13 +57,19 @@ fn same(got: &[Vec<f32>], want: &[Vec<f32>], what: &str) {
 
 const PROMPT: [u32; 12] = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 30, 2, 198, 1];
 
+/// A one-row cache holding [`PROMPT`].
+fn prompt_cache(llama: &Llama) -> Cache {
+    let mut cache = llama.new_cache(1, 8).unwrap();
+    llama
+        .forward(&[PROMPT.to_vec()], &mut cache, LogitsAt::Last)
+        .unwrap();
+    cache
+}
+
 #[test]
 fn forks_share_the_prefix_and_match_sequences_computed_alone() {
     let llama = load();
-    let mut parent = llama.new_cache(1, 8).unwrap();
-    llama
-        .forward(&[PROMPT.to_vec()], &mut parent, LogitsAt::Last)
-        .unwrap();
+    let parent = prompt_cache(&llama);
     let rows = vec![vec![28, 30, 42], vec![314, 30, 42], vec![28, 314, 2]];
     let mut forked = parent.repeat_rows(rows.len(), 4).unwrap();
     if personas::model::attention::available() {
@@ -105,10 +111,7 @@ fn forks_share_the_prefix_and_match_sequences_computed_alone() {
 #[test]
 fn a_parent_rewound_and_reused_leaves_its_forks_intact() {
     let llama = load();
-    let mut parent = llama.new_cache(1, 8).unwrap();
-    llama
-        .forward(&[PROMPT.to_vec()], &mut parent, LogitsAt::Last)
-        .unwrap();
+    let mut parent = prompt_cache(&llama);
     let mut forked = parent.repeat_rows(2, 4).unwrap();
     // The parent forgets its last 4 positions and writes other tokens there (as chat does when
     // a conversation changes), while the forks still read the original prompt.
@@ -145,10 +148,7 @@ fn candle_attention_reads_a_shared_prefix_too() {
     // A fork made while the CPU kernel was on, continued through candle's attention (which
     // puts the segments together), against the parent itself continuing the same way.
     let mut llama = load();
-    let mut parent = llama.new_cache(1, 8).unwrap();
-    llama
-        .forward(&[PROMPT.to_vec()], &mut parent, LogitsAt::Last)
-        .unwrap();
+    let mut parent = prompt_cache(&llama);
     let mut forked = parent.repeat_rows(2, 4).unwrap();
     llama.set_cpu_attention(false);
     let rows = [vec![28, 30], vec![314, 2]];

@@ -82,21 +82,31 @@ pub unsafe fn attend(q: &[f32], runs: &[Vec<Run>], hidden: &[Vec<bool>], d: Dims
         let (pair, chunk) = (task / chunks, task % chunks);
         let tokens = chunk * per_task..((chunk + 1) * per_task).min(d.seq);
         let b = pair / d.kv_heads;
+        let task = Task {
+            q,
+            runs: &runs[b],
+            hidden: &hidden[b],
+            d,
+            pair,
+            tokens,
+            out: out_addr as *mut f32,
+        };
         // SAFETY: checked above that the CPU has AVX-512 F and the shapes; the caller vouches
         // for the runs; each task writes the output of its own (row, head group, tokens) only.
-        unsafe {
-            x86::group(
-                q,
-                &runs[b],
-                &hidden[b],
-                d,
-                pair,
-                tokens,
-                out_addr as *mut f32,
-            )
-        }
+        unsafe { x86::group(task) }
     });
     out
+}
+
+/// One task of [`attend`]: a (row, key head) pair for some of its new tokens.
+struct Task<'a> {
+    q: &'a [f32],
+    runs: &'a [Run],
+    hidden: &'a [bool],
+    d: Dims,
+    pair: usize,
+    tokens: std::ops::Range<usize>,
+    out: *mut f32,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -104,7 +114,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::simd::x86::exp_shifted;
-    use super::{Dims, Run};
+    use super::Task;
 
     /// Largest head the kernel takes, in floats.
     const MAX_HEAD: usize = 128;
@@ -115,16 +125,8 @@ mod x86 {
     /// AVX-512 F; slices and `out` sized as [`super::attend`] checks; `head_dim` one of
     /// [`super::HEAD_DIMS`].
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn group(
-        q: &[f32],
-        runs: &[Run],
-        hidden: &[bool],
-        d: Dims,
-        pair: usize,
-        tokens: std::ops::Range<usize>,
-        out: *mut f32,
-    ) {
+    pub unsafe fn group(task: Task) {
+        let d = task.d;
         let group = d.heads / d.kv_heads;
         // Query heads scored together share each load of the keys.
         let together = [4, 3, 2, 1]
@@ -133,7 +135,7 @@ mod x86 {
             .unwrap_or(1);
         macro_rules! go {
             ($v:literal, $h:literal) => {
-                heads::<$v, $h>(q, runs, hidden, d, pair, tokens, out)
+                heads::<$v, $h>(task)
             };
         }
         match (d.head_dim / 16, together) {
@@ -156,16 +158,16 @@ mod x86 {
     /// keys at a time from plain FMAs, with no horizontal sums; values are summed key by key in
     /// order, so a row's result does not depend on where its keys sit.
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn heads<const V: usize, const H: usize>(
-        q: &[f32],
-        runs: &[Run],
-        hidden: &[bool],
-        d: Dims,
-        pair: usize,
-        tokens: std::ops::Range<usize>,
-        out: *mut f32,
-    ) {
+    unsafe fn heads<const V: usize, const H: usize>(task: Task) {
+        let Task {
+            q,
+            runs,
+            hidden,
+            d,
+            pair,
+            tokens,
+            out,
+        } = task;
         let (b, kvh) = (pair / d.kv_heads, pair % d.kv_heads);
         let hd = V * 16;
         let group = d.heads / d.kv_heads;
@@ -253,17 +255,9 @@ mod x86 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
-    use super::{Dims, Run};
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn group(
-        _: &[f32],
-        _: &[Run],
-        _: &[bool],
-        _: Dims,
-        _: usize,
-        _: std::ops::Range<usize>,
-        _: *mut f32,
-    ) {
+    use super::Task;
+
+    pub unsafe fn group(_: Task) {
         unreachable!("the attention kernel is x86_64 only")
     }
 }
