@@ -85,6 +85,7 @@ pub struct ModelArgs {
         value_name = "BOOL",
         default_value_t = true,
         action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
         env = "PERSONAS_INT8"
     )]
     pub int8: bool,
