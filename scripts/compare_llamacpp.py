@@ -324,17 +324,25 @@ def measure_llama_cpp_batched(gguf, text, n_prompt, n_rows, n_new, threads, repe
     }
 
 
+def run_command(cmd, what, timeout, env=None):
+    """Runs cmd (echoed to stderr); returns (completed process, None) or (None, error message)."""
+    print("running:", " ".join(cmd), file=sys.stderr, flush=True)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"{what} timed out after {timeout}s"
+    if p.returncode != 0:
+        return None, f"{what} failed (exit {p.returncode}): {p.stderr.strip()[-2000:]}"
+    return p, None
+
+
 def measure_llama_cpp_survey(script, gguf, respondents, timeout):
     if not os.path.isfile(script):
         return None, f"reference survey script not found: {script}"
     cmd = [sys.executable, script, gguf, "survey-cached", str(respondents)]
-    print("running:", " ".join(cmd), file=sys.stderr, flush=True)
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None, f"llama.cpp survey timed out after {timeout}s"
-    if p.returncode != 0:
-        return None, f"llama.cpp survey failed (exit {p.returncode}): {p.stderr.strip()[-2000:]}"
+    p, err = run_command(cmd, "llama.cpp survey", timeout)
+    if err:
+        return None, err
     m = re.search(r"(\d+) respondents x (\d+) items, (\d+) tokens evaluated, ([0-9.]+)s = ([0-9.]+) answers/s",
                   p.stdout)
     if not m:
@@ -366,13 +374,9 @@ def measure_personas(binary, gguf, prompt_file, n_prefill, n_decode, threads, re
     if rows != 1:
         cmd += ["--rows", str(rows)]
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    print("running:", " ".join(cmd), file=sys.stderr, flush=True)
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None, f"personas bench timed out after {timeout}s"
-    if p.returncode != 0:
-        return None, f"personas bench failed (exit {p.returncode}): {p.stderr.strip()[-2000:]}"
+    p, err = run_command(cmd, "personas bench", timeout, env)
+    if err:
+        return None, err
     obj = None
     for line in reversed(p.stdout.strip().splitlines()):
         line = line.strip()
@@ -426,13 +430,9 @@ def measure_personas_survey(binary, gguf, study, respondents, threads, timeout):
         out = os.path.join(tmpdir, "run")
         cmd = [binary, "run", study_file, "--mode", "exact", "--quiet", "--out", out, "--model", gguf]
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-        print("running:", " ".join(cmd), file=sys.stderr, flush=True)
-        try:
-            p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None, f"personas run timed out after {timeout}s"
-        if p.returncode != 0:
-            return None, f"personas run failed (exit {p.returncode}): {p.stderr.strip()[-2000:]}"
+        p, err = run_command(cmd, "personas run", timeout, env)
+        if err:
+            return None, err
         try:
             with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
                 manifest = json.load(f)
