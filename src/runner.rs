@@ -183,6 +183,21 @@ struct Format {
     single_token: Option<(Vec<u32>, Vec<usize>)>,
 }
 
+impl Format {
+    /// The option picked by one token drawn from the prompt's `logits`, when every option is one
+    /// token (`None` otherwise: then the options are scored and drawn with [`draw_option`]).
+    fn draw_token(
+        &self,
+        logits: &[f32],
+        params: &SamplingParams,
+        rng: &mut ChaCha20Rng,
+    ) -> Option<usize> {
+        let (allowed, picks) = self.single_token.as_ref()?;
+        let t = sample(logits, params, &[], Some(allowed), rng);
+        Some(allowed.iter().position(|&a| a == t).map_or(0, |i| picks[i]))
+    }
+}
+
 /// Everything fixed for the run: model, template, sampling parameters, compiled formats.
 struct Asker<'a> {
     study: &'a Study,
@@ -445,12 +460,10 @@ impl<'a> Asker<'a> {
             closed_jobs.retain(|&(local, s)| {
                 let (pi, qi) = who(local);
                 let format = self.formats[qi].as_ref().expect("closed");
-                let Some((allowed, picks)) = format.single_token.as_ref() else {
+                let mut rng = self.rng(&people[pi], s, qi);
+                let Some(pick) = format.draw_token(&logits[local], &self.params, &mut rng) else {
                     return true;
                 };
-                let mut rng = self.rng(&people[pi], s, qi);
-                let t = sample(&logits[local], &self.params, &[], Some(allowed), &mut rng);
-                let pick = allowed.iter().position(|&a| a == t).map_or(0, |i| picks[i]);
                 let answer = format.options[pick].clone();
                 out[pi]
                     .0
@@ -686,7 +699,7 @@ impl<'a> Asker<'a> {
                 messages.push(Message::user(q.prompt()));
                 let ids = self.ids(&messages)?;
                 let keep = common_prefix(&[cached.clone(), ids.clone()]).min(ids.len() - 1);
-                cache.truncate(keep);
+                cache.truncate(keep)?;
                 let logits = prefill(llama, &mut cache, &ids[keep..]).map_err(engine)?;
                 cached = ids;
                 let before_records = records.len();
@@ -729,11 +742,8 @@ impl<'a> Asker<'a> {
         let mut rng = self.rng(person, s, qi);
         let answer = match &self.formats[qi] {
             Some(format) => {
-                let pick = match &format.single_token {
-                    Some((allowed, picks)) => {
-                        let t = sample(&logits, &self.params, &[], Some(allowed), &mut rng);
-                        allowed.iter().position(|&a| a == t).map_or(0, |i| picks[i])
-                    }
+                let pick = match format.draw_token(&logits, &self.params, &mut rng) {
+                    Some(pick) => pick,
                     None => {
                         let d = score_after(&self.model.llama, cache, &logits, &format.exact)?;
                         draw_option(&d, &self.params, &mut rng)

@@ -115,7 +115,7 @@ fn a_parent_rewound_and_reused_leaves_its_forks_intact() {
     let mut forked = parent.repeat_rows(2, 4).unwrap();
     // The parent forgets its last 4 positions and writes other tokens there (as chat does when
     // a conversation changes), while the forks still read the original prompt.
-    parent.truncate(PROMPT.len() - 4);
+    parent.truncate(PROMPT.len() - 4).unwrap();
     llama
         .forward(
             &[vec![100, 101, 102, 103, 104]],

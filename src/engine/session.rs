@@ -75,7 +75,7 @@ impl<'m> ChatSession<'m> {
             .min(ids.len() - 1);
         let mut cache = match self.cache.take() {
             Some(mut c) if common > 0 => {
-                c.truncate(common);
+                c.truncate(common)?;
                 c
             }
             _ => llama.new_cache(1, ids.len() + params.max_tokens)?,

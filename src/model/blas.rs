@@ -37,18 +37,6 @@ extern "C" {
 /// Whether personas was built with OpenBLAS.
 pub const ENABLED: bool = true;
 
-fn cpu_f32(t: &Tensor) -> candle_core::Result<Vec<f32>> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(cpu) => {
-            let data = cpu.as_slice::<f32>()?;
-            let start = layout.start_offset();
-            Ok(data[start..start + t.elem_count()].to_vec())
-        }
-        _ => candle_core::bail!("blas: not a CPU tensor"),
-    }
-}
-
 /// `xs (.., k) x w(n, k)^T -> (.., n)`, or `None` when this path does not apply (not on the
 /// CPU, or not f32), in which case the caller uses candle's matmul. Fewer than `min_rows` rows
 /// are padded with zeros to that many: OpenBLAS takes other kernels for one row and for a few
@@ -73,7 +61,7 @@ pub fn matmul_t(xs: &Tensor, w: &Tensor, min_rows: usize) -> candle_core::Result
     let rows = xs.elem_count() / k;
     let m = rows.max(min_rows);
     let xs = xs.contiguous()?;
-    let mut a = cpu_f32(&xs)?;
+    let mut a = super::with_cpu_f32(&xs, <[f32]>::to_vec)?;
     a.resize(m * k, 0.0);
     let (w_storage, w_layout) = w.storage_and_layout();
     let Storage::Cpu(w_cpu) = &*w_storage else {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Storage, Tensor};
 
 #[derive(Clone)]
-pub struct LayerCache {
+struct LayerCache {
     k: Tensor,
     v: Tensor,
 }
@@ -99,7 +99,7 @@ impl LayerCache {
 /// Positions computed once and read by every row forked from them: `len` positions of `row`
 /// in a parent's buffers, from buffer offset 0.
 #[derive(Clone)]
-pub struct Segment {
+struct Segment {
     layers: Arc<Vec<LayerCache>>,
     row: usize,
     len: usize,
@@ -316,9 +316,9 @@ impl Cache {
 
     /// Forgets the positions from `len` on (used to rewind after scoring continuations, and
     /// by chat to keep the part of a conversation that did not change).
-    pub fn truncate(&mut self, len: usize) {
+    pub fn truncate(&mut self, len: usize) -> candle_core::Result<()> {
         if len >= self.len {
-            return;
+            return Ok(());
         }
         if len < self.base {
             // Rewinding into the shared prefix: keep the segments up to `len`, own buffers empty.
@@ -333,16 +333,12 @@ impl Cache {
             }
             self.base = len;
         }
+        self.len = len;
         if Arc::strong_count(&self.layers) > 1 {
             // Forks read these buffers up to the old length: write new positions elsewhere.
-            self.len = len;
-            let cap = self.own_capacity();
-            if let Err(e) = self.reallocate(cap) {
-                panic!("cannot reallocate the KV cache: {e}");
-            }
-            return;
+            self.reallocate(self.own_capacity())?;
         }
-        self.len = len;
+        Ok(())
     }
 
     /// A cache of `n` rows each continuing this single-row cache: how N samples of one prompt

@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use super::attention;
 use super::cache::Cache;
 use super::int8::{self, Packed};
-use super::simd;
+use super::{simd, with_cpu_f32};
 
 /// Hyper-parameters, named as in Hugging Face's `config.json`.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,11 +187,9 @@ impl Linear {
 
 /// `xs (.., k) x w^T` through the int8 kernel, or `None` when `xs` is not f32 on the CPU.
 fn packed_forward(w: &Packed, xs: &Tensor) -> candle_core::Result<Option<Tensor>> {
-    if !matches!(xs.device(), Device::Cpu) || xs.dtype() != DType::F32 {
+    let Some(out) = packed_gemm(w, xs)? else {
         return Ok(None);
-    }
-    let xs = xs.contiguous()?;
-    let out = with_cpu_f32(&xs, |data| int8::gemm(w, data))?;
+    };
     let mut dims = xs.dims().to_vec();
     *dims.last_mut().expect("at least one dim") = w.n();
     Tensor::from_vec(out, dims, xs.device()).map(Some)
@@ -204,11 +202,9 @@ fn packed_parts(
     xs: &Tensor,
     sizes: &[usize],
 ) -> candle_core::Result<Option<Vec<Vec<f32>>>> {
-    if !matches!(xs.device(), Device::Cpu) || xs.dtype() != DType::F32 {
+    let Some(out) = packed_gemm(w, xs)? else {
         return Ok(None);
-    }
-    let xs = xs.contiguous()?;
-    let out = with_cpu_f32(&xs, |data| int8::gemm(w, data))?;
+    };
     let n = w.n();
     let rows = out.len() / n;
     let mut parts: Vec<Vec<f32>> = sizes.iter().map(|s| Vec::with_capacity(rows * s)).collect();
@@ -222,26 +218,21 @@ fn packed_parts(
     Ok(Some(parts))
 }
 
+/// The rows of `xs (.., k)` times `w`, row-major, or `None` when `xs` is not f32 on the CPU.
+fn packed_gemm(w: &Packed, xs: &Tensor) -> candle_core::Result<Option<Vec<f32>>> {
+    if !matches!(xs.device(), Device::Cpu) || xs.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let xs = xs.contiguous()?;
+    with_cpu_f32(&xs, |data| int8::gemm(w, data)).map(Some)
+}
+
 /// Projections of one block that read the same input, side by side for one int8 call each
 /// (the parts then keep no packed copy of their own).
 #[derive(Debug, Clone, Default)]
 struct Fused {
     qkv: Option<Packed>,
     gate_up: Option<Packed>,
-}
-
-/// Runs `f` on the values of a contiguous f32 tensor on the CPU.
-fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("expected a tensor on the CPU");
-    };
-    if !layout.is_contiguous() {
-        candle_core::bail!("expected a contiguous tensor");
-    }
-    Ok(f(
-        &cpu.as_slice::<f32>()?[layout.start_offset()..][..t.elem_count()]
-    ))
 }
 
 /// What hides cached positions from attention: an additive mask for candle's matmuls, or
