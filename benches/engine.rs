@@ -50,12 +50,12 @@ fn model(batch_invariant: bool) -> Model {
         path: gguf(),
         tokenizer: None,
     };
-    let mut model = Model::load(&files, &candle_core::Device::Cpu, None).expect("load");
-    // What the CLI does by default (`--int8 true --dense-mb 2048`).
-    model
-        .llama
-        .use_fast_kernels(true, 2048 << 20)
-        .expect("fast kernels");
+    // What the CLI does by default (`--kernels auto --dense-mb 2048`).
+    let options = personas::model::LoadOptions {
+        dense_max_bytes: 2048 << 20,
+        ..Default::default()
+    };
+    let mut model = Model::load(&files, &candle_core::Device::Cpu, None, options).expect("load");
     model.llama.set_batch_invariant(batch_invariant);
     model
 }

@@ -4,14 +4,18 @@
 
 mod common;
 
-use personas::model::{gguf, Cache, Llama, LogitsAt};
+use personas::model::{gguf, Cache, Kernels, Llama, LogitsAt};
 
 fn load() -> Llama {
     let path = common::test_gguf();
     let content = gguf::read_content(&path).unwrap();
-    let mut llama = gguf::load(&path, &content, &candle_core::Device::Cpu).unwrap();
-    llama.pack_int8().unwrap();
-    llama
+    gguf::load(
+        &path,
+        &content,
+        &candle_core::Device::Cpu,
+        Kernels::detect(),
+    )
+    .unwrap()
 }
 
 /// Logits after feeding `steps` (one token per row per step) to `cache`.
@@ -72,7 +76,7 @@ fn forks_share_the_prefix_and_match_sequences_computed_alone() {
     let parent = prompt_cache(&llama);
     let rows = vec![vec![28, 30, 42], vec![314, 30, 42], vec![28, 314, 2]];
     let mut forked = parent.repeat_rows(rows.len(), 4).unwrap();
-    if personas::model::attention::available() {
+    if personas::model::cpu::attention::available() {
         assert_eq!(
             forked.shared_len(),
             PROMPT.len(),
@@ -88,7 +92,7 @@ fn forks_share_the_prefix_and_match_sequences_computed_alone() {
     // A fork of a fork (a persona after the system prompt, then its questions), with rows
     // leaving the batch: still the numbers of each sequence on its own.
     let mut second = forked.rows(&[2, 0, 0]).unwrap();
-    if personas::model::attention::available() {
+    if personas::model::cpu::attention::available() {
         assert_eq!(second.shared_len(), PROMPT.len() + 3);
     }
     let more = feed(&llama, &mut second, &[vec![5, 6, 7]]);

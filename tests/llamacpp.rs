@@ -14,36 +14,50 @@ mod common;
 
 use personas::engine::generate::generate;
 use personas::engine::SamplingParams;
-use personas::model::{gguf, Llama};
+use personas::model::{gguf, Kernels, Llama};
 
 const LOGIT_TOL: f32 = 0.75;
 const LOGPROB_TOL: f32 = 0.5;
 const F32_TOL: f32 = 0.5;
 const NEAR_TIE: f32 = 0.25;
 
-fn load() -> Llama {
+fn load(kernels: Kernels) -> Llama {
     let path = common::test_gguf();
     let content = gguf::read_content(&path).unwrap();
-    gguf::load(&path, &content, &candle_core::Device::Cpu).unwrap()
+    gguf::load(&path, &content, &candle_core::Device::Cpu, kernels).unwrap()
 }
 
 /// The model under each way personas can run it on a CPU: candle's quantized matmuls and
-/// attention (what a GPU runs), the int8 kernels with the CPU attention kernel (the default on
-/// AVX-512 VNNI machines), and dense f32 copies of the weights.
-fn kernels() -> Vec<(&'static str, Llama)> {
-    let mut candle = load();
+/// attention (what a GPU runs), dense f32 copies of the weights, and personas' packed kernels on
+/// every path this CPU has (AMX, AVX-512, AVX2, portable Rust; the default is the first). The
+/// packed paths give the same bits as each other (src/model/cpu/tests.rs), so `slow` = false
+/// leaves out the portable and AVX2 ones, which are many times slower, for long generations.
+fn kernels(slow: bool) -> Vec<(&'static str, Llama)> {
+    let mut candle = load(Kernels::Candle);
     candle.set_cpu_attention(false);
-    let mut dense = load();
+    let mut dense = load(Kernels::Candle);
     assert!(dense.densify(2 << 30).unwrap() > 0);
     let mut out = vec![("candle", candle), ("dense f32", dense)];
-    if personas::model::int8::available() {
-        let mut int8 = load();
+    for kind in [
+        Kernels::Amx,
+        Kernels::Avx512,
+        Kernels::Avx2,
+        Kernels::Portable,
+    ] {
+        if !kind.available() {
+            eprintln!("note: this CPU cannot run the {kind} kernels: not checked here");
+            continue;
+        }
+        if !slow && matches!(kind, Kernels::Avx2 | Kernels::Portable) {
+            continue;
+        }
+        let llama = load(kind);
         assert_eq!(
-            int8.pack_int8().unwrap(),
+            llama.packed_count(),
             211,
             "every projection and the output head"
         );
-        out.push(("int8", int8));
+        out.push((kind.name(), llama));
     }
     out
 }
@@ -59,7 +73,7 @@ fn log_sum_exp(xs: &[f32]) -> f32 {
 
 #[test]
 fn next_token_top20_matches_llamacpp() {
-    for (kernel, llama) in kernels() {
+    for (kernel, llama) in kernels(true) {
         eprintln!("kernel: {kernel}");
         top20_matches(&llama);
     }
@@ -122,7 +136,7 @@ fn top20_matches(llama: &Llama) {
 
 #[test]
 fn greedy_continuations_match_llamacpp() {
-    for (kernel, llama) in kernels() {
+    for (kernel, llama) in kernels(false) {
         eprintln!("kernel: {kernel}");
         greedy_matches(&llama);
     }
@@ -180,7 +194,7 @@ fn greedy_matches(llama: &Llama) {
 /// 0.41), which move with perturbations of 1e-7 (an exp rounded differently).
 #[test]
 fn next_token_matches_llamacpp_f32_attention_closely() {
-    for (kernel, llama) in kernels() {
+    for (kernel, llama) in kernels(true) {
         eprintln!("kernel: {kernel}");
         f32_attention_matches(&llama);
     }

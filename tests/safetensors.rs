@@ -36,8 +36,8 @@ use std::sync::OnceLock;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor};
-use personas::model::llama::{llama3_freq_factors, Block, Embedding, Linear};
-use personas::model::{gguf, safetensors, Config, Llama, Model, ModelFiles};
+use personas::model::net::{llama3_freq_factors, Block, Embedding, Linear};
+use personas::model::{gguf, safetensors, Config, Kernels, Llama, Model, ModelFiles};
 use personas::tokenizer::Tokenizer;
 
 const DENSE_TOL: f32 = 1e-3;
@@ -281,7 +281,7 @@ fn gguf_logits() -> &'static [Vec<f32>] {
     LOGITS.get_or_init(|| {
         let path = common::test_gguf();
         let content = gguf::read_content(&path).unwrap();
-        let llama = gguf::load(&path, &content, &Device::Cpu).unwrap();
+        let llama = gguf::load(&path, &content, &Device::Cpu, Kernels::Candle).unwrap();
         prompts()
             .iter()
             .map(|p| common::last_logits(&llama, p))
@@ -342,7 +342,7 @@ fn load_checkpoint(dir: &Path) -> (Model, Vec<Vec<f32>>) {
     let files = ModelFiles::Safetensors {
         dir: dir.to_path_buf(),
     };
-    let model = Model::load(&files, &Device::Cpu, None).unwrap();
+    let model = Model::load(&files, &Device::Cpu, None, Default::default()).unwrap();
     let logits = prompts()
         .iter()
         .map(|p| common::last_logits(&model.llama, p))

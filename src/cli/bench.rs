@@ -49,6 +49,10 @@ struct Report {
     decode_tokens: usize,
     prefill_tok_s: f64,
     decode_tok_s: f64,
+    /// What ran the projections (`amx`, `avx512`, `avx2`, `portable`, `candle`).
+    kernels: String,
+    /// MiB of weights held in personas' packed layout.
+    packed_mib: f64,
 }
 
 const DEFAULT_TEXT: &str = "The survey asked farmers, teachers and nurses how they feel about \
@@ -142,17 +146,21 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<()> {
         decode_tokens: args.decode,
         prefill_tok_s: prompt.len() as f64 / best_prefill,
         decode_tok_s: (args.decode * args.rows.max(1)) as f64 / best_decode,
+        kernels: llama.kernels().to_string(),
+        packed_mib: llama.packed_bytes() as f64 / (1 << 20) as f64,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "prefill {} tokens: {:.1} tok/s; decode {} tokens x {} rows: {:.1} tok/s",
+            "prefill {} tokens: {:.1} tok/s; decode {} tokens x {} rows: {:.1} tok/s ({} kernels, {:.0} MiB packed)",
             report.prefill_tokens,
             report.prefill_tok_s,
             report.decode_tokens,
             report.rows,
-            report.decode_tok_s
+            report.decode_tok_s,
+            report.kernels,
+            report.packed_mib
         );
     }
     Ok(())

@@ -66,10 +66,23 @@ pub struct ModelArgs {
     /// A Jinja chat template file that replaces the model's own.
     #[arg(long, value_name = "FILE")]
     pub chat_template: Option<PathBuf>,
-    /// Memory (MiB) personas may spend on dense f32 copies of the quantized weights the int8
-    /// kernels do not take (other formats, CPUs without AVX-512 VNNI, `--int8 false`), which
-    /// make batched prefill and sampling many times faster on CPU; models whose copies would
-    /// need more stay quantized only. 0 turns the copies off.
+    /// What runs the projections on the CPU: `auto` (the fastest this CPU has), `amx` (AVX-512
+    /// VNNI and AMX tiles for prefill and batches), `avx512` (personas' kernels with AVX-512
+    /// VNNI), `avx2` (the portable kernels compiled for AVX2),
+    /// `portable` (the same kernels in plain Rust, any CPU, same results, slower) or `candle` (candle's kernels, as on a GPU). personas'
+    /// kernels keep GGUF weights at their stored width (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,
+    /// Q5_K, Q6_K); other formats go to candle.
+    #[arg(
+        long,
+        value_name = "KIND",
+        default_value = "auto",
+        env = "PERSONAS_KERNELS"
+    )]
+    pub kernels: crate::model::cpu::KernelChoice,
+    /// Memory (MiB) personas may spend on dense f32 copies of the weights left to candle
+    /// (formats personas' kernels do not read, or `--kernels candle`), which makes batched
+    /// prefill and sampling on the CPU many times faster; models whose copies would need more
+    /// stay quantized only. 0 turns the copies off.
     #[arg(
         long,
         value_name = "MIB",
@@ -77,18 +90,6 @@ pub struct ModelArgs {
         env = "PERSONAS_DENSE_MB"
     )]
     pub dense_mb: usize,
-    /// Run Q4_0/Q4_1/Q8_0 weights through personas' int8 kernels on CPUs with AVX-512 VNNI
-    /// (exact quantized weights, inputs rounded to 8 bits per block of 32 as llama.cpp does);
-    /// `false` uses the dense copies above instead.
-    #[arg(
-        long,
-        value_name = "BOOL",
-        default_value_t = true,
-        action = clap::ArgAction::Set,
-        value_parser = clap::builder::BoolishValueParser::new(),
-        env = "PERSONAS_INT8"
-    )]
-    pub int8: bool,
 }
 
 /// How tokens are drawn.
@@ -187,11 +188,14 @@ impl Context {
             ),
             None => located.chat_template.clone(),
         };
-        let mut model = Model::load(&located.files, &device, template)?;
-        model
-            .llama
-            .use_fast_kernels(args.int8, args.dense_mb << 20)?;
-        Ok(model)
+        let options = crate::model::LoadOptions {
+            kernels: args
+                .kernels
+                .resolve()
+                .map_err(|e| anyhow::anyhow!("--kernels: {e}"))?,
+            dense_max_bytes: args.dense_mb << 20,
+        };
+        Ok(Model::load(&located.files, &device, template, options)?)
     }
 }
 

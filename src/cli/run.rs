@@ -90,6 +90,7 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
             path: located.files.main_path().to_path_buf(),
             sha256: file_sha256(located.files.main_path())?,
         },
+        kernels: Some(model.llama.kernels().to_string()),
     };
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -2,24 +2,45 @@
 //! [`Model`]: the Llama network, its tokenizer and its chat template.
 //!
 //! Finding files and loading them are separate steps, so every loader works offline on paths.
+//!
+//! Layout: [`net`] is the Llama network, written once for every device and weight format;
+//! [`format`] reads checkpoint files (GGUF, safetensors) into it; [`cpu`] holds personas' own
+//! CPU kernels, by weight format and instruction set. GPUs run the network through candle's
+//! kernels (the `Kernels::Candle` path of [`net`]).
 
-pub mod attention;
-#[cfg(openblas)]
-pub mod blas;
-pub mod cache;
-pub mod gguf;
-pub mod int8;
-pub mod llama;
-pub mod safetensors;
-pub mod simd;
+pub mod cpu;
+pub mod format;
+pub mod net;
 
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
 use crate::tokenizer::Tokenizer;
-pub use cache::Cache;
-pub use llama::{Config, Llama, LogitsAt};
+pub use cpu::Kernels;
+pub use format::{gguf, safetensors};
+pub use net::{Cache, Config, Llama, LogitsAt};
+
+/// How a model is loaded for the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// What runs the projections: personas' packed kernels (weights stay at their stored
+    /// width) or candle's.
+    pub kernels: Kernels,
+    /// Bytes that dense f32 copies of weights left to candle may take (faster batched products
+    /// on the CPU for formats personas does not pack); 0 for none.
+    pub dense_max_bytes: usize,
+}
+
+impl Default for LoadOptions {
+    /// The fastest kernels this CPU has, no dense copies.
+    fn default() -> Self {
+        Self {
+            kernels: Kernels::detect(),
+            dense_max_bytes: 0,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -133,12 +154,20 @@ impl Model {
         files: &ModelFiles,
         device: &Device,
         template_override: Option<String>,
+        options: LoadOptions,
     ) -> Result<Self, LoadError> {
         let tokenizer = load_tokenizer(files)?;
-        let llama = match files {
-            ModelFiles::Gguf { path, .. } => gguf::load(path, &gguf::read_content(path)?, device)?,
+        let mut llama = match files {
+            ModelFiles::Gguf { path, .. } => {
+                gguf::load(path, &gguf::read_content(path)?, device, options.kernels)?
+            }
             ModelFiles::Safetensors { dir } => safetensors::load(dir, device)?,
         };
+        if options.dense_max_bytes > 0 {
+            llama
+                .densify(options.dense_max_bytes)
+                .map_err(|e| LoadError::format(files.main_path(), e))?;
+        }
         let chat_template = template_override.or_else(|| tokenizer.chat_template());
         Ok(Self {
             llama,

@@ -93,6 +93,10 @@ pub struct ModelInfo {
     pub preset: Option<String>,
     /// The weights file (GGUF or safetensors) and its SHA-256.
     pub file: FileInfo,
+    /// What computed the numbers (`avx512`, `portable` or `candle`): results differ in their
+    /// last bits from one to another, never within one.
+    #[serde(default)]
+    pub kernels: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -219,6 +219,7 @@ fn manifest_round_trips() {
             path: "model.gguf".into(),
             sha256: "ab".repeat(32),
         },
+        kernels: Some("avx512".into()),
     });
     report.write_manifest(&manifest).unwrap();
     let text = read(dir.path(), "manifest.json");

@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Storage, Tensor};
 
+pub use crate::model::cpu::attention::Run;
+
 #[derive(Clone)]
 struct LayerCache {
     k: Tensor,
@@ -103,17 +105,6 @@ struct Segment {
     layers: Arc<Vec<LayerCache>>,
     row: usize,
     len: usize,
-}
-
-/// Where attention reads one row's keys and values in one layer: runs of consecutive positions,
-/// in order, each at a pointer into a (batch, heads, capacity, head_dim) buffer.
-#[derive(Debug, Clone, Copy)]
-pub struct Run {
-    pub k: *const f32,
-    pub v: *const f32,
-    /// Floats from one head to the next (capacity x head_dim).
-    pub head_stride: usize,
-    pub len: usize,
 }
 
 pub struct Cache {

@@ -1,18 +1,20 @@
 //! GGUF checkpoints (llama.cpp's format): metadata into [`Config`], tensors into [`Llama`].
 //!
-//! Quantized matrices stay quantized (candle's `QMatMul`); norms are dequantized since they are
-//! tiny and used element-wise. An absent `output.weight` means tied embeddings.
+//! Quantized matrices stay quantized: packed for personas' CPU kernels as each is read (so the
+//! file's bytes are held once, at their stored width), or candle's `QMatMul` on a GPU and for
+//! formats personas does not pack. Norms are dequantized since they are tiny and used
+//! element-wise. An absent `output.weight` means tied embeddings: one table serves both.
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::Device;
 
-use super::llama::{Block, Config, Embedding, Linear, Llama};
-use super::LoadError;
+use crate::model::cpu::{Kernels, Packed};
+use crate::model::net::{Block, Config, Embedding, Linear, Llama};
+use crate::model::LoadError;
 
 /// Opens a GGUF file and reads its header (metadata and tensor index, not the weights).
 pub fn read_content(path: &Path) -> Result<Content, LoadError> {
@@ -140,52 +142,86 @@ fn tensor(
         .map_err(|e| LoadError::tensor(path, name, e))
 }
 
-/// Loads every weight of a llama GGUF onto `device`.
-pub fn load(path: &Path, content: &Content, device: &Device) -> Result<Llama, LoadError> {
+/// Loads every weight of a llama GGUF onto `device`, packed for `kernels` where they pack.
+pub fn load(
+    path: &Path,
+    content: &Content,
+    device: &Device,
+    kernels: Kernels,
+) -> Result<Llama, LoadError> {
     let cfg = config(content, path, device)?;
+    let kernels = if device.is_cpu() {
+        kernels
+    } else {
+        Kernels::Candle
+    };
     let mut file = File::open(path).map_err(|e| LoadError::io(path, e))?;
     let mut q = |name: &str| -> Result<QTensor, LoadError> {
         content
             .tensor(&mut file, name, device)
             .map_err(|e| LoadError::tensor(path, name, e))
     };
-    let linear = |t: QTensor| -> Result<Linear, LoadError> {
-        QMatMul::from_qtensor(t)
-            .map(Linear::new)
-            .map_err(|e| LoadError::format(path, e))
-    };
-    let dense = |t: QTensor| t.dequantize(device).map_err(|e| LoadError::format(path, e));
+    fn err<'a>(path: &'a Path, name: &str) -> impl Fn(candle_core::Error) -> LoadError + 'a {
+        let name = name.to_string();
+        move |e| LoadError::tensor(path, &name, e)
+    }
+    let err = |name: &str| err(path, name);
+    let dense = |name: &str, t: QTensor| t.dequantize(device).map_err(err(name));
 
-    let embed = Arc::new(q("token_embd.weight")?);
-    let lm_head = if content.tensor_infos.contains_key("output.weight") {
-        linear(q("output.weight")?)?
+    let tied = !content.tensor_infos.contains_key("output.weight");
+    let table = q("token_embd.weight")?;
+    let packed_table = if kernels.packs() && tied {
+        Packed::from_qtensor(&table)
+            .map_err(err("token_embd.weight"))?
+            .map(std::sync::Arc::new)
     } else {
-        QMatMul::from_arc(embed.clone())
-            .map(Linear::new)
-            .map_err(|e| LoadError::format(path, e))?
+        None
     };
-    let norm = dense(q("output_norm.weight")?)?;
+    let (embed, lm_head) = match packed_table {
+        Some(p) => (Embedding::Packed(p.clone()), Linear::packed(p)),
+        None => {
+            let table = std::sync::Arc::new(table);
+            let head = if tied {
+                QMatMul::from_arc(table.clone())
+                    .map(Linear::new)
+                    .map_err(err("token_embd.weight"))?
+            } else {
+                Linear::from_qtensor(q("output.weight")?, kernels).map_err(err("output.weight"))?
+            };
+            (Embedding::Quantized(table), head)
+        }
+    };
+    let norm = dense("output_norm.weight", q("output_norm.weight")?)?;
     let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
     for i in 0..cfg.num_hidden_layers {
-        let p = format!("blk.{i}");
+        let mut linear = |name: &str| -> Result<Linear, LoadError> {
+            let name = format!("blk.{i}.{name}.weight");
+            Linear::from_qtensor(q(&name)?, kernels).map_err(err(&name))
+        };
+        let (wq, wk, wv, wo) = (
+            linear("attn_q")?,
+            linear("attn_k")?,
+            linear("attn_v")?,
+            linear("attn_output")?,
+        );
+        let (w_gate, w_up, w_down) = (linear("ffn_gate")?, linear("ffn_up")?, linear("ffn_down")?);
+        let mut norm = |name: &str| {
+            let name = format!("blk.{i}.{name}.weight");
+            dense(&name, q(&name)?)
+        };
         blocks.push(Block {
-            attn_norm: dense(q(&format!("{p}.attn_norm.weight"))?)?,
-            wq: linear(q(&format!("{p}.attn_q.weight"))?)?,
-            wk: linear(q(&format!("{p}.attn_k.weight"))?)?,
-            wv: linear(q(&format!("{p}.attn_v.weight"))?)?,
-            wo: linear(q(&format!("{p}.attn_output.weight"))?)?,
-            ffn_norm: dense(q(&format!("{p}.ffn_norm.weight"))?)?,
-            w_gate: linear(q(&format!("{p}.ffn_gate.weight"))?)?,
-            w_up: linear(q(&format!("{p}.ffn_up.weight"))?)?,
-            w_down: linear(q(&format!("{p}.ffn_down.weight"))?)?,
+            attn_norm: norm("attn_norm")?,
+            wq,
+            wk,
+            wv,
+            wo,
+            ffn_norm: norm("ffn_norm")?,
+            w_gate,
+            w_up,
+            w_down,
         });
     }
-    Ok(Llama::new(
-        cfg,
-        Embedding::Quantized(embed),
-        blocks,
-        norm,
-        lm_head,
-        device.clone(),
-    ))
+    let mut llama = Llama::new(cfg, embed, blocks, norm, lm_head, device.clone());
+    llama.fuse(kernels);
+    Ok(llama)
 }

@@ -7,13 +7,18 @@
 //! interleaved rope, Hugging Face checkpoints rotate halves), which [`Config::rope_interleaved`]
 //! records.
 
-use candle_core::quantized::QMatMul;
-use candle_core::{DType, Device, Module, Tensor, D};
+pub mod cache;
+pub mod linear;
 
-use super::attention;
-use super::cache::Cache;
-use super::int8::{self, Packed};
-use super::{simd, with_cpu_f32};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor, D};
+
+use super::cpu::{attention, simd, Kernels, Packed};
+use super::with_cpu_f32;
+pub use cache::Cache;
+use linear::{packed_parts, BATCH_INVARIANT_ROWS};
+pub use linear::{Embedding, Linear};
 
 /// Hyper-parameters, named as in Hugging Face's `config.json`.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,149 +95,12 @@ pub fn llama3_freq_factors(
         .collect()
 }
 
-/// Dense products of at least this many rows give each row the same result whatever the count.
-const BATCH_INVARIANT_ROWS: usize = 16;
-
-/// A projection whose weights are either quantized blocks or a dense matrix.
-///
-/// A quantized projection may also hold a dense f32 copy of its weights ([`Llama::densify`]):
-/// candle's CPU kernels for k-quant-less formats such as Q4_1 run at about 6 GFLOP/s whatever the
-/// batch, while a dense GEMM reaches 70 to 90 GFLOP/s once a few dozen rows go through together,
-/// which is what batched sampling and prefill feed it. When the copy exists it is used for every
-/// call, one row or many, so a sequence's numbers never depend on its batch neighbours.
-///
-/// On CPUs with AVX-512 VNNI, Q4_0/Q4_1/Q8_0 weights are instead packed for the int8 kernels of
-/// [`super::int8`] ([`Llama::pack_int8`]), which read the quantized integers exactly and beat the
-/// dense copy on every batch size while taking a quarter of its memory.
-#[derive(Debug, Clone)]
-pub struct Linear {
-    inner: QMatMul,
-    dense: Option<Tensor>,
-    packed: Option<std::sync::Arc<Packed>>,
-}
-
-impl Linear {
-    pub fn new(inner: QMatMul) -> Self {
-        Self {
-            inner,
-            dense: None,
-            packed: None,
-        }
-    }
-
-    /// `min_rows`: see [`Llama::set_batch_invariant`].
-    pub fn forward(&self, xs: &Tensor, min_rows: usize) -> candle_core::Result<Tensor> {
-        if let Some(p) = &self.packed {
-            if let Some(out) = packed_forward(p, xs)? {
-                return Ok(out);
-            }
-        }
-        let Some(w) = &self.dense else {
-            return self.inner.forward(xs);
-        };
-        #[cfg(openblas)]
-        if let Some(out) = super::blas::matmul_t(xs, w, min_rows)? {
-            return Ok(out);
-        }
-        let dims = xs.dims().to_vec();
-        let k = *dims.last().unwrap_or(&0);
-        let rows = xs.elem_count() / k.max(1);
-        if rows >= min_rows {
-            return xs.broadcast_matmul(&w.t()?);
-        }
-        let flat = xs.reshape((rows, k))?;
-        let pad = Tensor::zeros((min_rows - rows, k), xs.dtype(), xs.device())?;
-        let out = Tensor::cat(&[&flat, &pad], 0)?.matmul(&w.t()?)?;
-        let mut out_dims = dims;
-        *out_dims.last_mut().expect("dims") = w.dim(0)?;
-        out.narrow(0, 0, rows)?.reshape(out_dims)
-    }
-
-    /// Bytes a dense f32 copy of a quantized weight would take (0 when already dense or
-    /// packed for the int8 kernels).
-    fn dense_bytes(&self) -> usize {
-        match &self.inner {
-            QMatMul::QTensor(q) if self.dense.is_none() && self.packed.is_none() => {
-                q.shape().elem_count() * 4
-            }
-            _ => 0,
-        }
-    }
-
-    fn packed(&self) -> Option<&Packed> {
-        self.packed.as_deref()
-    }
-
-    fn pack_int8(&mut self) -> candle_core::Result<bool> {
-        if let QMatMul::QTensor(q) = &self.inner {
-            if self.packed.is_none() && matches!(q.device(), Device::Cpu) {
-                self.packed = Packed::from_qtensor(q)?.map(std::sync::Arc::new);
-                if self.packed.is_some() {
-                    self.dense = None;
-                }
-            }
-        }
-        Ok(self.packed.is_some())
-    }
-
-    fn densify(&mut self, device: &Device) -> candle_core::Result<()> {
-        if let QMatMul::QTensor(q) = &self.inner {
-            if self.dense.is_none() {
-                self.dense = Some(q.dequantize(device)?);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `xs (.., k) x w^T` through the int8 kernel, or `None` when `xs` is not f32 on the CPU.
-fn packed_forward(w: &Packed, xs: &Tensor) -> candle_core::Result<Option<Tensor>> {
-    let Some(out) = packed_gemm(w, xs)? else {
-        return Ok(None);
-    };
-    let mut dims = xs.dims().to_vec();
-    *dims.last_mut().expect("at least one dim") = w.n();
-    Tensor::from_vec(out, dims, xs.device()).map(Some)
-}
-
-/// `xs (.., k)` through side-by-side weights ([`Packed::concat`]), the output cut back into the
-/// parts' column counts `sizes`; `None` when `xs` is not f32 on the CPU.
-fn packed_parts(
-    w: &Packed,
-    xs: &Tensor,
-    sizes: &[usize],
-) -> candle_core::Result<Option<Vec<Vec<f32>>>> {
-    let Some(out) = packed_gemm(w, xs)? else {
-        return Ok(None);
-    };
-    let n = w.n();
-    let rows = out.len() / n;
-    let mut parts: Vec<Vec<f32>> = sizes.iter().map(|s| Vec::with_capacity(rows * s)).collect();
-    for row in out.chunks_exact(n) {
-        let mut at = 0;
-        for (part, &size) in parts.iter_mut().zip(sizes) {
-            part.extend_from_slice(&row[at..at + size]);
-            at += size;
-        }
-    }
-    Ok(Some(parts))
-}
-
-/// The rows of `xs (.., k)` times `w`, row-major, or `None` when `xs` is not f32 on the CPU.
-fn packed_gemm(w: &Packed, xs: &Tensor) -> candle_core::Result<Option<Vec<f32>>> {
-    if !matches!(xs.device(), Device::Cpu) || xs.dtype() != DType::F32 {
-        return Ok(None);
-    }
-    let xs = xs.contiguous()?;
-    with_cpu_f32(&xs, |data| int8::gemm(w, data)).map(Some)
-}
-
-/// Projections of one block that read the same input, side by side for one int8 call each
-/// (the parts then keep no packed copy of their own).
+/// Packed projections of one block that read the same input, computed in one kernel call
+/// per group (the input quantized once, all their panels shared out over the threads).
 #[derive(Debug, Clone, Default)]
 struct Fused {
-    qkv: Option<Packed>,
-    gate_up: Option<Packed>,
+    qkv: Option<[Arc<Packed>; 3]>,
+    gate_up: Option<[Arc<Packed>; 2]>,
 }
 
 /// What hides cached positions from attention: an additive mask for candle's matmuls, or
@@ -240,26 +108,6 @@ struct Fused {
 enum Mask {
     Tensor(Option<Tensor>),
     Rows(Vec<Vec<bool>>),
-}
-
-/// Token embeddings: quantized tables are looked up row by row without dequantizing the whole.
-#[derive(Debug, Clone)]
-pub enum Embedding {
-    Quantized(std::sync::Arc<candle_core::quantized::QTensor>),
-    Dense(Tensor),
-}
-
-impl Embedding {
-    fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Embedding::Quantized(q) => q.embedding(ids),
-            Embedding::Dense(t) => {
-                let mut shape = ids.dims().to_vec();
-                shape.push(t.dim(1)?);
-                t.index_select(&ids.flatten_all()?, 0)?.reshape(shape)
-            }
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -294,8 +142,10 @@ pub struct Llama {
     min_rows: usize,
     /// Whether attention on the CPU may use [`attention::attend`] (see [`Llama::set_cpu_attention`]).
     cpu_attention: bool,
-    /// Per block, its side-by-side int8 weights (see [`Llama::pack_int8`]).
+    /// Per block, its side-by-side packed weights (see [`Llama::fuse`]).
     fused: Vec<Fused>,
+    /// What runs packed projections (see [`Llama::kernels`]).
+    kernels: Kernels,
 }
 
 impl Llama {
@@ -319,6 +169,7 @@ impl Llama {
             min_rows: BATCH_INVARIANT_ROWS,
             cpu_attention: true,
             fused: Vec::new(),
+            kernels: Kernels::Candle,
         }
     }
 
@@ -352,50 +203,80 @@ impl Llama {
     /// Whether attention runs personas' CPU kernel (then forks of a cache share their prefix).
     fn uses_cpu_attention(&self) -> bool {
         self.cpu_attention
+            && self.avx512_allowed()
             && matches!(self.device, Device::Cpu)
             && attention::available()
             && attention::HEAD_DIMS.contains(&self.cfg.head_dim)
     }
 
-    /// What the CLI does after loading (`--int8`, `--dense-mb`): int8 kernels for the
-    /// projections they read (when `int8` and the CPU has them), then dense copies of the rest
-    /// within `dense_max_bytes`. Returns (projections packed, bytes of dense copies).
-    pub fn use_fast_kernels(
-        &mut self,
-        int8: bool,
-        dense_max_bytes: usize,
-    ) -> candle_core::Result<(usize, usize)> {
-        let packed = if int8 { self.pack_int8()? } else { 0 };
-        Ok((packed, self.densify(dense_max_bytes)?))
+    /// The kernels that run the packed projections, as loaded (`Kernels::Candle` when nothing
+    /// is packed).
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
-    /// Packs every quantized projection the int8 kernels can read (see [`Linear`]) when this
-    /// CPU has them; returns how many were packed. Packed projections need no dense copy.
-    pub fn pack_int8(&mut self) -> candle_core::Result<usize> {
-        if !int8::available() {
-            return Ok(0);
+    /// Runs the packed projections through other kernels of the same layout (the tests run
+    /// every path this CPU has on one loaded model). Weights loaded for candle stay candle's.
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        if self.kernels.packs() && kernels.packs() && kernels.available() {
+            self.kernels = kernels;
         }
-        let mut packed = 0;
-        for l in self.linears_mut() {
-            packed += l.pack_int8()? as usize;
+    }
+
+    /// Packed projections.
+    pub fn packed_count(&self) -> usize {
+        self.linears()
+            .iter()
+            .filter(|l| l.as_packed().is_some())
+            .count()
+    }
+
+    /// Bytes of the packed weights (a table shared by the embedding and the head counted once).
+    pub fn packed_bytes(&self) -> usize {
+        let mut seen = std::collections::HashSet::new();
+        self.linears()
+            .iter()
+            .filter_map(|l| l.as_packed())
+            .chain(match &self.embed {
+                Embedding::Packed(p) => Some(p),
+                _ => None,
+            })
+            .filter(|p| seen.insert(Arc::as_ptr(p)))
+            .map(|p| p.bytes())
+            .sum()
+    }
+
+    /// Records that the projections were packed for `kernels` at load, and groups the packed
+    /// projections that read the same input (Q, K, V; gate, up) so each group is one kernel
+    /// call that quantizes its input once.
+    pub fn fuse(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+        if !kernels.packs() {
+            return;
         }
-        let fuse = |parts: &mut [&mut Linear]| {
-            let packed: Option<Vec<&Packed>> = parts.iter().map(|l| l.packed()).collect();
-            let joint = Packed::concat(&packed?)?;
-            for l in parts.iter_mut() {
-                l.packed = None;
-            }
-            Some(joint)
-        };
+        fn group<const N: usize>(parts: [&Linear; N]) -> Option<[Arc<Packed>; N]> {
+            let packed: Vec<Arc<Packed>> = parts
+                .iter()
+                .map(|l| l.as_packed().cloned())
+                .collect::<Option<_>>()?;
+            packed.try_into().ok()
+        }
         self.fused = self
             .blocks
-            .iter_mut()
+            .iter()
             .map(|b| Fused {
-                qkv: fuse(&mut [&mut b.wq, &mut b.wk, &mut b.wv]),
-                gate_up: fuse(&mut [&mut b.w_gate, &mut b.w_up]),
+                qkv: group([&b.wq, &b.wk, &b.wv]),
+                gate_up: group([&b.w_gate, &b.w_up]),
             })
             .collect();
-        Ok(packed)
+    }
+
+    fn linears(&self) -> Vec<&Linear> {
+        let mut linears: Vec<&Linear> = vec![&self.lm_head];
+        for b in &self.blocks {
+            linears.extend([&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down]);
+        }
+        linears
     }
 
     fn linears_mut(&mut self) -> Vec<&mut Linear> {
@@ -503,20 +384,20 @@ impl Llama {
             xs = (xs + h)?;
             let h = candle_nn::ops::rms_norm(&xs, &block.ffn_norm, self.cfg.rms_norm_eps as f32)?;
             let ffn = self.cfg.intermediate_size;
-            let gated = match self.fused_parts(layer, |f| f.gate_up.as_ref(), &h, [ffn, ffn])? {
+            let gated = match self.fused_parts(layer, |f| f.gate_up.as_ref(), &h)? {
                 Some([gate, up]) => {
                     let mut out = vec![0f32; gate.len()];
-                    simd::silu_mul(&gate, &up, &mut out);
+                    simd::silu_mul(&gate, &up, &mut out, self.avx512_allowed());
                     let mut dims = h.dims().to_vec();
                     *dims.last_mut().expect("dims") = ffn;
                     Tensor::from_vec(out, dims, &self.device)?
                 }
                 None => {
-                    let gate = candle_nn::ops::silu(&block.w_gate.forward(&h, self.min_rows)?)?;
-                    (gate * block.w_up.forward(&h, self.min_rows)?)?
+                    let gate = candle_nn::ops::silu(&block.w_gate.forward(&h, self.run())?)?;
+                    (gate * block.w_up.forward(&h, self.run())?)?
                 }
             };
-            xs = (xs + block.w_down.forward(&gated, self.min_rows)?)?;
+            xs = (xs + block.w_down.forward(&gated, self.run())?)?;
         }
         cache.advance(seq);
         let xs = match at {
@@ -524,30 +405,35 @@ impl Llama {
             LogitsAt::All => xs,
         };
         let xs = candle_nn::ops::rms_norm(&xs, &self.norm, self.cfg.rms_norm_eps as f32)?;
-        self.lm_head
-            .forward(&xs, self.min_rows)?
-            .to_dtype(DType::F32)
+        self.lm_head.forward(&xs, self.run())?.to_dtype(DType::F32)
     }
 
-    /// The outputs of block `layer`'s side-by-side weights chosen by `pick` for `xs`, one per
-    /// part, or `None` when the block has none (or `xs` is not on the CPU).
+    /// Whether the helpers around the projections (attention, SwiGLU) may use AVX-512: not when
+    /// the projections were asked to run without it, so a forced path is the whole path an
+    /// older CPU runs.
+    fn avx512_allowed(&self) -> bool {
+        !matches!(self.kernels, Kernels::Portable | Kernels::Avx2)
+    }
+
+    fn run(&self) -> linear::Run {
+        linear::Run {
+            min_rows: self.min_rows,
+            kernels: self.kernels,
+        }
+    }
+
+    /// The outputs of block `layer`'s group of packed weights chosen by `pick` for `xs`, one
+    /// per part, or `None` when the block has none.
     fn fused_parts<const N: usize>(
         &self,
         layer: usize,
-        pick: impl Fn(&Fused) -> Option<&Packed>,
+        pick: impl Fn(&Fused) -> Option<&[Arc<Packed>; N]>,
         xs: &Tensor,
-        sizes: [usize; N],
     ) -> candle_core::Result<Option<[Vec<f32>; N]>> {
-        let Some(w) = self.fused.get(layer).and_then(pick) else {
+        let Some(parts) = self.fused.get(layer).and_then(pick) else {
             return Ok(None);
         };
-        let parts = packed_parts(w, xs, &sizes)?.map(|parts| parts.try_into());
-        match parts {
-            Some(Ok(parts)) => Ok(Some(parts)),
-            Some(Err(_)) => candle_core::bail!("side-by-side weights with {N} parts expected"),
-            None if xs.device().is_cpu() => candle_core::bail!("int8 weights need f32 inputs"),
-            None => candle_core::bail!("int8 weights run on the CPU only"),
-        }
+        packed_parts(parts, xs, self.kernels).map(Some)
     }
 
     /// Additive mask of shape (B, 1, group*T, L): causal inside the new tokens, and hiding each
@@ -600,19 +486,18 @@ impl Llama {
             cfg.num_key_value_heads,
             cfg.head_dim,
         );
-        let (q, k, v) =
-            match self.fused_parts(layer, |f| f.qkv.as_ref(), xs, [nh * hd, nkv * hd, nkv * hd])? {
-                Some([q, k, v]) => (
-                    Tensor::from_vec(q, (b, t, nh * hd), &self.device)?,
-                    Tensor::from_vec(k, (b, t, nkv * hd), &self.device)?,
-                    Tensor::from_vec(v, (b, t, nkv * hd), &self.device)?,
-                ),
-                None => (
-                    block.wq.forward(xs, self.min_rows)?,
-                    block.wk.forward(xs, self.min_rows)?,
-                    block.wv.forward(xs, self.min_rows)?,
-                ),
-            };
+        let (q, k, v) = match self.fused_parts(layer, |f| f.qkv.as_ref(), xs)? {
+            Some([q, k, v]) => (
+                Tensor::from_vec(q, (b, t, nh * hd), &self.device)?,
+                Tensor::from_vec(k, (b, t, nkv * hd), &self.device)?,
+                Tensor::from_vec(v, (b, t, nkv * hd), &self.device)?,
+            ),
+            None => (
+                block.wq.forward(xs, self.run())?,
+                block.wk.forward(xs, self.run())?,
+                block.wv.forward(xs, self.run())?,
+            ),
+        };
         let q = q.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous()?;
         let k = k.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
         let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
@@ -646,7 +531,7 @@ impl Llama {
                 let out =
                     with_cpu_f32(&q, |q| unsafe { attention::attend(q, &runs, hidden, dims) })?;
                 let out = Tensor::from_vec(out, (b, t, nh * hd), &self.device)?;
-                return block.wo.forward(&out, self.min_rows);
+                return block.wo.forward(&out, self.run());
             }
             Mask::Tensor(m) => m.as_ref(),
         };
@@ -666,7 +551,7 @@ impl Llama {
             .reshape((b, nh, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))?;
-        block.wo.forward(&out, self.min_rows)
+        block.wo.forward(&out, self.run())
     }
 
     /// Log-softmax over the vocabulary of a logits row, in f32 on the host.

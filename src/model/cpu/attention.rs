@@ -12,7 +12,16 @@
 
 use rayon::prelude::*;
 
-pub use super::cache::Run;
+/// Where attention reads one row's keys and values in one layer: runs of consecutive positions,
+/// in order, each at a pointer into a (batch, heads, capacity, head_dim) buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub k: *const f32,
+    pub v: *const f32,
+    /// Floats from one head to the next (capacity x head_dim).
+    pub head_stride: usize,
+    pub len: usize,
+}
 
 // SAFETY: a run is read-only addresses into cache buffers that outlive the call (see `attend`).
 unsafe impl Send for Run {}

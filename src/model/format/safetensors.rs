@@ -12,8 +12,8 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::llama::{Llama3RopeType, LlamaConfig};
 
-use super::llama::{llama3_freq_factors, Block, Config, Embedding, Linear, Llama};
-use super::LoadError;
+use crate::model::net::{llama3_freq_factors, Block, Config, Embedding, Linear, Llama};
+use crate::model::LoadError;
 
 /// The safetensors files of a checkpoint directory, in a stable order.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {

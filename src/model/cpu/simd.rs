@@ -1,11 +1,11 @@
 //! Small vector helpers shared by the CPU kernels: e^x and the SwiGLU gate.
 
 /// `silu(gate) * up`, element by element (the feed-forward gate of Llama), with AVX-512 where
-/// the CPU has it.
-pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+/// the CPU has it and `simd` allows it.
+pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32], simd: bool) {
     assert!(gate.len() == up.len() && up.len() == out.len());
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") {
+    if simd && std::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512 F; the three slices have the same length.
         unsafe { x86::silu_mul(gate, up, out) };
         return;
@@ -107,7 +107,7 @@ mod tests {
         let gate: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.7).collect();
         let up: Vec<f32> = (0..37).map(|i| 1.0 + i as f32 * 0.1).collect();
         let mut got = vec![0f32; 37];
-        super::silu_mul(&gate, &up, &mut got);
+        super::silu_mul(&gate, &up, &mut got, true);
         for ((g, u), o) in gate.iter().zip(&up).zip(&got) {
             let want = (*g as f64) / (1.0 + (-*g as f64).exp()) * *u as f64;
             assert!(

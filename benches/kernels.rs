@@ -1,0 +1,82 @@
+//! personas' CPU kernels alone, on the projection shapes of Llama 3.2 1B (hidden 2048, feed-
+//! forward 8192, 8 key-value heads of 64): one input row (decode, chat: memory-bound, reported
+//! as bytes of weights read per second) and 128 rows (prefill, batched decode: compute-bound,
+//! reported as multiply-adds per second), for each packed format and each kernel this CPU has.
+//!
+//!     cargo bench --bench kernels [-- FILTER]     e.g. -- 'Q4K/avx512'
+
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use personas::model::cpu::{gemm, Format, Kernels, Packed};
+
+/// (name, outputs, inputs) of the 1B model's projections: Q/K/V side by side, gate/up side by
+/// side, down.
+const SHAPES: [(&str, usize, usize); 3] = [
+    ("qkv", 2048 + 2 * 512, 2048),
+    ("gate_up", 2 * 8192, 2048),
+    ("down", 2048, 8192),
+];
+
+fn packed(format: Format, n: usize, k: usize) -> Packed {
+    let mut state = 7u64;
+    let vals: Vec<f32> = (0..n * k)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.04
+        })
+        .collect();
+    let t = Tensor::from_vec(vals, (n, k), &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&t, format.ggml()).unwrap();
+    Packed::from_qtensor(&q).unwrap().unwrap()
+}
+
+fn kernels(c: &mut Criterion) {
+    let kinds: Vec<Kernels> = [
+        Kernels::Amx,
+        Kernels::Avx512,
+        Kernels::Avx2,
+        Kernels::Portable,
+    ]
+    .into_iter()
+    .filter(|k| k.available())
+    .collect();
+    for format in [
+        Format::Q4K,
+        Format::Q6K,
+        Format::Q4_0,
+        Format::Q8_0,
+        Format::Q5K,
+    ] {
+        for (name, n, k) in SHAPES {
+            let w = packed(format, n, k);
+            for rows in [1usize, 128] {
+                let x: Vec<f32> = (0..rows * k)
+                    .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
+                    .collect();
+                let mut g = c.benchmark_group(format!("{format:?}/{name}/{rows}"));
+                g.sample_size(10);
+                g.throughput(if rows == 1 {
+                    Throughput::Bytes(w.bytes() as u64)
+                } else {
+                    Throughput::Elements((rows * n * k) as u64)
+                });
+                for &kind in &kinds {
+                    if kind == Kernels::Portable && rows > 1 {
+                        // minutes per sample; the portable kernel is for correctness
+                        continue;
+                    }
+                    g.bench_with_input(BenchmarkId::from_parameter(kind), &x, |b, x| {
+                        b.iter(|| gemm(&w, x, kind))
+                    });
+                }
+                g.finish();
+            }
+        }
+    }
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);

@@ -1,0 +1,286 @@
+//! The quantized products of [`super::quant`] with AVX-512 VNNI (`vpdpbusd`: 64 byte
+//! products per instruction).
+//!
+//! A tile of up to 4 input rows walks one panel of 32 output columns through all blocks of
+//! 32 inputs. Each 64-byte load of nibbles gives two groups of 4 inputs for 16 columns (low
+//! and high nibbles), completed by the high plane for 5- and 6-bit formats; the integers go
+//! straight into `vpdpbusd` against the broadcast input bytes, so weights are read once per
+//! tile and never widened in memory. After each block the integer sums are scaled in f32 in
+//! the order of [`super::quant::accumulate`], so results equal the portable kernel's bit for
+//! bit.
+
+use std::arch::x86_64::*;
+
+use super::quant::{Format, Packed, Rows, BLOCK, PANEL};
+
+/// Whether this CPU has what [`panel`] uses.
+pub fn available() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vnni")
+        && std::is_x86_feature_detected!("f16c")
+}
+
+/// [`super::quant::quantize_block`] with AVX-512: the same rounding (to nearest, ties to
+/// even, the default MXCSR mode) and the same `1 / d`, so the same bytes.
+///
+/// # Safety
+/// The CPU must have AVX-512 F; `x` and `q` hold 32 values.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
+    debug_assert!(x.len() == BLOCK && q.len() == BLOCK);
+    let x0 = _mm512_loadu_ps(x.as_ptr());
+    let x1 = _mm512_loadu_ps(x.as_ptr().add(16));
+    // x - x is NaN exactly where x is infinite or NaN.
+    let bad = |v: __m512| {
+        let z = _mm512_sub_ps(v, v);
+        _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(z, z)
+    };
+    if bad(x0) | bad(x1) != 0 {
+        q.fill(0);
+        return f32::NAN;
+    }
+    let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+    let d = amax / 127.0;
+    let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, id));
+    let q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, id));
+    _mm_storeu_si128(q.as_mut_ptr() as *mut __m128i, _mm512_cvtepi32_epi8(q0));
+    _mm_storeu_si128(
+        q.as_mut_ptr().add(16) as *mut __m128i,
+        _mm512_cvtepi32_epi8(q1),
+    );
+    d
+}
+
+/// Rows r0..r1 of one panel's 32 columns, in tiles of up to 4 rows.
+///
+/// # Safety
+/// The CPU must have what [`available`] checks; `out` must point to an m x n row-major f32
+/// buffer, m being the rows of `x`.
+pub unsafe fn panel(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usize, out: *mut f32) {
+    macro_rules! by_format {
+        ($mr:literal, $r:expr) => {
+            match w.format() {
+                Format::Q4_0 => tile::<$mr, 0>(w, x, p, $r, out),
+                Format::Q4_1 => tile::<$mr, 1>(w, x, p, $r, out),
+                Format::Q5_0 => tile::<$mr, 2>(w, x, p, $r, out),
+                Format::Q5_1 => tile::<$mr, 3>(w, x, p, $r, out),
+                Format::Q8_0 => tile::<$mr, 4>(w, x, p, $r, out),
+                Format::Q4K => tile::<$mr, 5>(w, x, p, $r, out),
+                Format::Q5K => tile::<$mr, 6>(w, x, p, $r, out),
+                Format::Q6K => tile::<$mr, 7>(w, x, p, $r, out),
+            }
+        };
+    }
+    let mut r = r0;
+    while r < r1 {
+        let rows = (r1 - r).min(4);
+        match rows {
+            4 => by_format!(4, r),
+            3 => by_format!(3, r),
+            2 => by_format!(2, r),
+            _ => by_format!(1, r),
+        }
+        r += rows;
+    }
+}
+
+/// `v` shifted left by `by` bits within 16-bit lanes (right for negative `by`).
+#[inline(always)]
+unsafe fn shift(v: __m512i, by: i32) -> __m512i {
+    match by {
+        4 => _mm512_slli_epi16::<4>(v),
+        3 => _mm512_slli_epi16::<3>(v),
+        2 => _mm512_slli_epi16::<2>(v),
+        1 => _mm512_slli_epi16::<1>(v),
+        0 => v,
+        -1 => _mm512_srli_epi16::<1>(v),
+        -2 => _mm512_srli_epi16::<2>(v),
+        -3 => _mm512_srli_epi16::<3>(v),
+        _ => _mm512_srli_epi16::<4>(v),
+    }
+}
+
+/// The integers of group `g` (inputs 4g..4g+4) of 16 columns: `low4` already holds their low
+/// nibbles; bits 4 and up come from the high plane.
+#[inline(always)]
+unsafe fn with_high(f: Format, low4: __m512i, high: *const u8, g: usize, half: usize) -> __m512i {
+    match f.high_bits() {
+        0 => low4,
+        1 => {
+            let h = _mm512_loadu_si512(high.add(half * 64) as *const _);
+            let bit = _mm512_and_si512(shift(h, 4 - g as i32), _mm512_set1_epi8(0x10));
+            _mm512_or_si512(low4, bit)
+        }
+        _ => {
+            let h = _mm512_loadu_si512(high.add((g / 4) * 128 + half * 64) as *const _);
+            let bits = shift(h, 4 - 2 * (g % 4) as i32);
+            // low4 | (bits & 0x30)
+            _mm512_ternarylogic_epi32::<0xF8>(low4, bits, _mm512_set1_epi8(0x30))
+        }
+    }
+}
+
+/// `(D, D of the last 16 inputs, M)` of block `b` for 16 columns of panel `p` (`half`), in
+/// f32: the f16 scales times the block's small integer scales (exact).
+#[inline(always)]
+pub(crate) unsafe fn block_scales(w: &Packed, p: usize, b: usize, half: usize) -> [__m512; 3] {
+    let f = w.format();
+    let nb = w.blocks();
+    let per = f.super_len() / BLOCK;
+    let s = (p * (w.k() / f.super_len()) + b / per) * PANEL + half * 16;
+    let d = _mm512_cvtph_ps(_mm256_loadu_si256(w.d.as_ptr().add(s) as *const _));
+    let m = if f.has_min() {
+        _mm512_cvtph_ps(_mm256_loadu_si256(w.m.as_ptr().add(s) as *const _))
+    } else {
+        _mm512_setzero_ps()
+    };
+    if !f.k_quant() {
+        return [d, d, m];
+    }
+    let sc = w.sc.as_ptr().add((p * nb + b) * 2 * PANEL + half * 16);
+    let lo = _mm_loadu_si128(sc as *const _);
+    let hi = _mm_loadu_si128(sc.add(PANEL) as *const _);
+    if f.sub16() {
+        let s0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo));
+        let s1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));
+        [_mm512_mul_ps(d, s0), _mm512_mul_ps(d, s1), m]
+    } else {
+        let s0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo));
+        let mm = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi));
+        [_mm512_mul_ps(d, s0), d, _mm512_mul_ps(m, mm)]
+    }
+}
+
+/// Adds one input row's block to 16 outputs: `dot0` the integer dot products (of the first 16
+/// inputs for Q6_K, else of all 32), `dot1` those of the last 16 (Q6_K), `sc` from
+/// [`block_scales`], `at` the row's block in `x`. The order of [`super::quant::accumulate`].
+#[inline(always)]
+pub(crate) unsafe fn accumulate(
+    f: Format,
+    acc: __m512,
+    dot0: __m512i,
+    dot1: __m512i,
+    sc: [__m512; 3],
+    x: &Rows,
+    at: usize,
+) -> __m512 {
+    let z = f.zero();
+    let dx = _mm512_set1_ps(*x.d.get_unchecked(at));
+    let sum = *x.sum.get_unchecked(at);
+    if f.sub16() {
+        let s0 = *x.sum16.get_unchecked(at);
+        let v0 = _mm512_sub_epi32(dot0, _mm512_set1_epi32(z * s0));
+        let v1 = _mm512_sub_epi32(dot1, _mm512_set1_epi32(z * (sum - s0)));
+        let t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v0), _mm512_mul_ps(sc[0], dx), acc);
+        return _mm512_fmadd_ps(_mm512_cvtepi32_ps(v1), _mm512_mul_ps(sc[1], dx), t);
+    }
+    let v = _mm512_sub_epi32(dot0, _mm512_set1_epi32(z * sum));
+    let t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(sc[0], dx), acc);
+    if f.has_min() {
+        _mm512_fnmadd_ps(sc[2], _mm512_set1_ps(*x.s.get_unchecked(at)), t)
+    } else {
+        t
+    }
+}
+
+/// The integers of inputs 4g..4g+4 and 4(g+4)..4(g+4)+4 (g in 0..4) of 16 columns of a block
+/// of nibbles (`low`, `high` at the block).
+#[inline(always)]
+pub(crate) unsafe fn unpack_pair(
+    f: Format,
+    low: *const u8,
+    high: *const u8,
+    g: usize,
+    half: usize,
+) -> (__m512i, __m512i) {
+    let nib = _mm512_set1_epi8(0x0f);
+    let v = _mm512_loadu_si512(low.add(g * 128 + half * 64) as *const _);
+    let lo = with_high(f, _mm512_and_si512(v, nib), high, g, half);
+    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
+    (lo, with_high(f, hi, high, g + 4, half))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+unsafe fn tile<const MR: usize, const F: usize>(
+    w: &Packed,
+    x: &Rows,
+    p: usize,
+    r0: usize,
+    out: *mut f32,
+) {
+    let f = Format::ALL[F];
+    let (k, nb) = (w.k(), w.blocks());
+    let (lb, hb) = (f.low_bytes(), f.high_bytes());
+    let sub = if f.sub16() { 1 } else { 0 };
+    let xq = x.q.as_ptr().add(r0 * k) as *const u8;
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for b in 0..nb {
+        let low = w.low.as_ptr().add((p * nb + b) * lb);
+        let high = w.high.as_ptr().add((p * nb + b) * hb);
+        let xb = xq.add(b * BLOCK);
+        let bcast = |i: usize, g: usize| {
+            _mm512_set1_epi32(std::ptr::read_unaligned(xb.add(i * k + 4 * g) as *const i32))
+        };
+        // [row][first or last 16 inputs][half of the panel]
+        let mut dot = [[[_mm512_setzero_si512(); 2]; 2]; MR];
+        if f.bytes() {
+            for g in 0..8 {
+                let w0 = _mm512_loadu_si512(low.add(g * 128) as *const _);
+                let w1 = _mm512_loadu_si512(low.add(g * 128 + 64) as *const _);
+                for (i, d) in dot.iter_mut().enumerate() {
+                    let a = bcast(i, g);
+                    d[0][0] = _mm512_dpbusd_epi32(d[0][0], w0, a);
+                    d[0][1] = _mm512_dpbusd_epi32(d[0][1], w1, a);
+                }
+            }
+        } else {
+            for g in 0..4 {
+                for half in 0..2 {
+                    let (lo, hi) = unpack_pair(f, low, high, g, half);
+                    for (i, d) in dot.iter_mut().enumerate() {
+                        d[0][half] = _mm512_dpbusd_epi32(d[0][half], lo, bcast(i, g));
+                        d[sub][half] = _mm512_dpbusd_epi32(d[sub][half], hi, bcast(i, g + 4));
+                    }
+                }
+            }
+        }
+        for half in 0..2 {
+            let sc = block_scales(w, p, b, half);
+            for (i, a) in acc.iter_mut().enumerate() {
+                let dot = dot[i];
+                a[half] = accumulate(
+                    f,
+                    a[half],
+                    dot[0][half],
+                    dot[1][half],
+                    sc,
+                    x,
+                    (r0 + i) * nb + b,
+                );
+            }
+        }
+    }
+    let col0 = p * PANEL;
+    let cols = (w.n() - col0).min(PANEL);
+    let mask0: __mmask16 = if cols >= 16 {
+        0xffff
+    } else {
+        (1u16 << cols) - 1
+    };
+    let mask1: __mmask16 = if cols >= 32 {
+        0xffff
+    } else if cols > 16 {
+        (1u16 << (cols - 16)) - 1
+    } else {
+        0
+    };
+    for (i, a) in acc.iter().enumerate() {
+        let o = out.add((r0 + i) * w.n() + col0);
+        _mm512_mask_storeu_ps(o, mask0, a[0]);
+        if mask1 != 0 {
+            _mm512_mask_storeu_ps(o.add(16), mask1, a[1]);
+        }
+    }
+}

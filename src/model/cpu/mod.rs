@@ -1,0 +1,202 @@
+//! personas' own CPU kernels, by weight format ([`quant`]) and instruction set ([`amx`],
+//! [`avx512`]; the portable Rust of [`quant`], also compiled for AVX2), chosen at run time
+//! ([`Kernels`]).
+//!
+//! Each instruction set is a file; a new one (AVX2, NEON) is a new file and a new
+//! [`Kernels`] variant. Whatever runs, results are the same bits as the portable kernel's,
+//! which is what the tests check on every path this machine has.
+
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
+#[cfg(target_arch = "x86_64")]
+pub mod attention;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
+#[cfg(openblas)]
+pub mod blas;
+pub mod quant;
+pub mod simd;
+
+use std::fmt;
+use std::str::FromStr;
+
+use rayon::prelude::*;
+
+pub use quant::{Format, Packed};
+
+/// Which kernels run the projections on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernels {
+    /// AVX-512 VNNI, and AMX tiles for groups of 16 rows and more (prefill, batches).
+    Amx,
+    /// personas' packed kernels with AVX-512 VNNI.
+    Avx512,
+    /// The portable kernels compiled for AVX2 and FMA (same bits as portable, faster).
+    Avx2,
+    /// personas' packed kernels in plain Rust (any CPU; the same bits as AVX-512, slower).
+    Portable,
+    /// candle's quantized matmuls (and dense copies within `--dense-mb`): what GPUs run.
+    Candle,
+}
+
+impl Kernels {
+    /// The fastest this CPU has.
+    pub fn detect() -> Self {
+        [Kernels::Amx, Kernels::Avx512, Kernels::Avx2]
+            .into_iter()
+            .find(|k| k.available())
+            .unwrap_or(Kernels::Portable)
+    }
+
+    /// Whether this CPU can run them.
+    pub fn available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Amx => amx::available(),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512 => avx512::available(),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => {
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernels::Amx | Kernels::Avx512 | Kernels::Avx2 => false,
+            Kernels::Portable | Kernels::Candle => true,
+        }
+    }
+
+    /// Whether weights are packed for personas' kernels (rather than left to candle).
+    pub fn packs(self) -> bool {
+        !matches!(self, Kernels::Candle)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Amx => "amx",
+            Kernels::Avx512 => "avx512",
+            Kernels::Avx2 => "avx2",
+            Kernels::Portable => "portable",
+            Kernels::Candle => "candle",
+        }
+    }
+}
+
+impl fmt::Display for Kernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `auto` or a [`Kernels`] name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelChoice(pub Option<Kernels>);
+
+impl KernelChoice {
+    /// The kernels to run: the named ones if this CPU has them, else an error naming what it
+    /// has.
+    pub fn resolve(self) -> Result<Kernels, String> {
+        match self.0 {
+            None => Ok(Kernels::detect()),
+            Some(k) if k.available() => Ok(k),
+            Some(k) => Err(format!(
+                "this CPU cannot run the `{k}` kernels; it can run `{}`, `portable` or `candle`",
+                Kernels::detect()
+            )),
+        }
+    }
+}
+
+impl FromStr for KernelChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(KernelChoice(match s {
+            "auto" => None,
+            "amx" => Some(Kernels::Amx),
+            "avx512" => Some(Kernels::Avx512),
+            "avx2" => Some(Kernels::Avx2),
+            "portable" => Some(Kernels::Portable),
+            "candle" => Some(Kernels::Candle),
+            _ => {
+                return Err(format!(
+                    "`{s}`: expected auto, amx, avx512, avx2, portable or candle"
+                ))
+            }
+        }))
+    }
+}
+
+/// `x (m, k) * w^T -> (m, n)` row-major through `kernels` (one of the packed kernels).
+pub fn gemm(w: &Packed, x: &[f32], kernels: Kernels) -> Vec<f32> {
+    gemm_parts(&[w], x, kernels).pop().expect("one part")
+}
+
+/// `x (m, k)` times each of `parts` (matrices that read the same input: Q, K and V; gate and
+/// up), one row-major (m, n_i) output each. The input is quantized once and the panels of all
+/// parts are shared out over the threads together, so a group costs one call; each output is
+/// what [`gemm`] of its part alone gives, bit for bit.
+pub fn gemm_parts(parts: &[&Packed], x: &[f32], kernels: Kernels) -> Vec<Vec<f32>> {
+    let k = parts.first().map_or(0, |p| p.k());
+    assert!(
+        parts.iter().all(|p| p.k() == k),
+        "side-by-side parts must share their inputs"
+    );
+    assert!(
+        kernels.packs() && kernels.available(),
+        "{kernels} kernels here"
+    );
+    let simd = matches!(kernels, Kernels::Amx | Kernels::Avx512);
+    let rows = quant::Rows::quantize(x, k, simd);
+    let mut outs: Vec<Vec<f32>> = parts.iter().map(|p| vec![0f32; rows.m * p.n()]).collect();
+    // (part, panel) pairs, shared out in chunks of about a quarter of a thread's share.
+    let tasks: Vec<(usize, usize)> = parts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| (0..p.panels()).map(move |panel| (i, panel)))
+        .collect();
+    let threads = rayon::current_num_threads().max(1);
+    let per_task = tasks.len().div_ceil(threads * 4).max(1);
+    let addrs: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
+    // Rows go in chunks that keep the quantized inputs in cache.
+    const ROW_CHUNK: usize = 192;
+    for r0 in (0..rows.m).step_by(ROW_CHUNK) {
+        let r1 = (r0 + ROW_CHUNK).min(rows.m);
+        tasks.par_chunks(per_task).for_each(|chunk| {
+            for &(i, panel) in chunk {
+                let out = addrs[i] as *mut f32;
+                // SAFETY: each task writes only the columns of its own panels of part i, in
+                // rows r0..r1 of that part's (m x n_i) output, alive until this function
+                // returns, so no two tasks write the same element; the kernels' CPU features
+                // were checked above.
+                unsafe { kernel_panel(kernels, parts[i], &rows, panel, r0, r1, out) }
+            }
+        });
+    }
+    outs
+}
+
+/// Rows r0..r1 of one panel through `kernels`.
+///
+/// # Safety
+/// `out` points at the (m x n) row-major output of `w`; the CPU has what `kernels` need.
+unsafe fn kernel_panel(
+    kernels: Kernels,
+    w: &Packed,
+    rows: &quant::Rows,
+    panel: usize,
+    r0: usize,
+    r1: usize,
+    out: *mut f32,
+) {
+    match kernels {
+        #[cfg(target_arch = "x86_64")]
+        Kernels::Amx => amx::panel(w, rows, panel, r0, r1, out),
+        #[cfg(target_arch = "x86_64")]
+        Kernels::Avx512 => avx512::panel(w, rows, panel, r0, r1, out),
+        #[cfg(target_arch = "x86_64")]
+        Kernels::Avx2 => quant::panel_avx2(w, rows, panel, r0, r1, out),
+        _ => quant::panel_portable(w, rows, panel, r0, r1, out),
+    }
+}
+
+#[cfg(test)]
+mod tests;
