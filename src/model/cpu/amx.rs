@@ -118,7 +118,7 @@ pub unsafe fn panel(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usize, out: *
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 unsafe fn tiles(w: &Packed, x: &Rows, p: usize, r0: usize, groups: usize, out: *mut f32) {
     let f = w.format();
-    let (k, nb) = (w.k(), w.blocks());
+    let nb = w.blocks();
     let (lb, hb) = (f.low_bytes(), f.high_bytes());
     // The block's integers for `tdpbsud`: [group of 4 inputs][half][16 columns x 4].
     #[repr(align(64))]
@@ -129,7 +129,14 @@ unsafe fn tiles(w: &Packed, x: &Rows, p: usize, r0: usize, groups: usize, out: *
     struct Dots([i32; 8 * ROWS * 16]);
     let mut dots = Dots([0; 8 * ROWS * 16]);
     let mut acc = [[_mm512_setzero_ps(); 2]; 2 * ROWS];
-    let stride = k;
+    // Inputs regrouped by `Rows::tile`: 16 rows of a block are 512 contiguous bytes.
+    let stride = BLOCK;
+    debug_assert!(r0.is_multiple_of(ROWS) && !x.tiled.is_empty());
+    let tile_at = |group: usize, b: usize| {
+        x.tiled
+            .as_ptr()
+            .add(((r0 / ROWS + group) * nb + b) * ROWS * BLOCK) as *const u8
+    };
     for b in 0..nb {
         let low = w.low.as_ptr().add((p * nb + b) * lb);
         let high = w.high.as_ptr().add((p * nb + b) * hb);
@@ -146,13 +153,12 @@ unsafe fn tiles(w: &Packed, x: &Rows, p: usize, r0: usize, groups: usize, out: *
             }
             scratch.0.as_ptr()
         };
-        let xb = x.q.as_ptr().add(r0 * k + b * BLOCK) as *const u8;
         let d = dots.0.as_mut_ptr() as *mut u8;
         if f.sub16() {
             // Per 16 inputs: tiles 4/5 the rows' first and last 16 bytes, 6/7 the weights'
             // first and last 4 groups, 0-3 (first, last) x (half 0, half 1). One group of rows.
             for g in 0..groups {
-                let a = xb.add(g * ROWS * k);
+                let a = tile_at(g, b);
                 asm!(
                     "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
                     "tileloadd tmm4, [{a} + {s}*1]",
@@ -196,8 +202,8 @@ unsafe fn tiles(w: &Packed, x: &Rows, p: usize, r0: usize, groups: usize, out: *
             }
         } else {
             // Tiles 4/5 rows 0-15 and 16-31, 6/7 the weights' halves, 0-3 (rows) x (half).
-            let a = xb;
-            let a2 = if groups == 2 { xb.add(ROWS * k) } else { xb };
+            let a = tile_at(0, b);
+            let a2 = if groups == 2 { tile_at(1, b) } else { a };
             asm!(
                 "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
                 "tileloadd tmm4, [{a} + {s}*1]",

@@ -179,7 +179,7 @@ pub(crate) unsafe fn accumulate(
     let v = _mm512_sub_epi32(dot0, _mm512_set1_epi32(z * sum));
     let t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(sc[0], dx), acc);
     if f.has_min() {
-        _mm512_fnmadd_ps(sc[2], _mm512_set1_ps(*x.s.get_unchecked(at)), t)
+        _mm512_fnmadd_ps(sc[2], _mm512_set1_ps(super::quant::min_sum(f, x, at)), t)
     } else {
         t
     }

@@ -145,7 +145,10 @@ pub fn gemm_parts(parts: &[&Packed], x: &[f32], kernels: Kernels) -> Vec<Vec<f32
         "{kernels} kernels here"
     );
     let simd = matches!(kernels, Kernels::Amx | Kernels::Avx512);
-    let rows = quant::Rows::quantize(x, k, simd);
+    let mut rows = quant::Rows::quantize(x, k, simd);
+    if kernels == Kernels::Amx && rows.m >= amx_rows() {
+        rows.tile();
+    }
     let mut outs: Vec<Vec<f32>> = parts.iter().map(|p| vec![0f32; rows.m * p.n()]).collect();
     // (part, panel) pairs, shared out in chunks of about a quarter of a thread's share.
     let tasks: Vec<(usize, usize)> = parts
@@ -172,6 +175,14 @@ pub fn gemm_parts(parts: &[&Packed], x: &[f32], kernels: Kernels) -> Vec<Vec<f32
         });
     }
     outs
+}
+
+/// Rows per AMX tile of inputs (0 where there is no AMX).
+fn amx_rows() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    return amx::ROWS;
+    #[cfg(not(target_arch = "x86_64"))]
+    usize::MAX
 }
 
 /// Rows r0..r1 of one panel through `kernels`.

@@ -541,6 +541,9 @@ pub struct Rows {
     pub(crate) sum16: Vec<i32>,
     /// `d * sum`, the block's sum in real units.
     pub(crate) s: Vec<f32>,
+    /// `q` regrouped for tiles of 16 rows ([`Rows::tile`]): per group of 16 rows, per block,
+    /// 16 x 32 bytes; empty until asked for.
+    pub(crate) tiled: Vec<i8>,
 }
 
 impl Rows {
@@ -560,6 +563,7 @@ impl Rows {
             sum: vec![0; nb],
             sum16: vec![0; nb],
             s: vec![0.0; nb],
+            tiled: Vec::new(),
         };
         const CHUNK: usize = 64 * BLOCK;
         let parts = rows
@@ -580,6 +584,26 @@ impl Rows {
             }
         });
         rows
+    }
+}
+
+impl Rows {
+    /// Fills [`Rows::tiled`]: whole groups of 16 rows, each block's 16 x 32 bytes together, so
+    /// a tile of inputs is one contiguous 512-byte load.
+    pub(crate) fn tile(&mut self) {
+        let k = self.q.len() / self.m.max(1);
+        let nb = k / BLOCK;
+        let groups = self.m / 16;
+        let mut tiled = vec![0i8; groups * 16 * k];
+        for g in 0..groups {
+            for b in 0..nb {
+                for r in 0..16 {
+                    let src = &self.q[(g * 16 + r) * k + b * BLOCK..][..BLOCK];
+                    tiled[((g * nb + b) * 16 + r) * BLOCK..][..BLOCK].copy_from_slice(src);
+                }
+            }
+        }
+        self.tiled = tiled;
     }
 }
 
@@ -696,9 +720,21 @@ pub(crate) fn accumulate(
     let total = dot[0] + dot[1];
     let acc = ((total - z * x.sum[at]) as f32).mul_add(dd[0] * dx, acc);
     if f.has_min() {
-        (-mm).mul_add(x.s[at], acc)
+        (-mm).mul_add(min_sum(f, x, at), acc)
     } else {
         acc
+    }
+}
+
+/// The input block's sum in real units for the minimum term: f16-rounded for Q4_1/Q5_1, as
+/// llama.cpp's Q8_1 stores it, exact in f32 for K-quants, whose llama.cpp kernels multiply
+/// integer sums (rounding it moved the test model's logits by a full unit against llama.cpp).
+#[inline(always)]
+pub(crate) fn min_sum(f: Format, x: &Rows, at: usize) -> f32 {
+    if f.k_quant() {
+        x.d[at] * x.sum[at] as f32
+    } else {
+        x.s[at]
     }
 }
 
