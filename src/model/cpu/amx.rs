@@ -15,7 +15,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::avx512::{accumulate, block_scales, unpack_pair};
+use super::avx512::{accumulate, block_scales, store_rows, unpack_pair};
 use super::quant::{Format, Packed, Rows, BLOCK, PANEL};
 
 /// Rows per tile of inputs.
@@ -245,27 +245,7 @@ unsafe fn tiles(w: &Packed, x: &Rows, p: usize, r0: usize, groups: usize, out: *
             }
         }
     }
-    let col0 = p * PANEL;
-    let cols = (w.n() - col0).min(PANEL);
-    let mask0: __mmask16 = if cols >= 16 {
-        0xffff
-    } else {
-        (1u16 << cols) - 1
-    };
-    let mask1: __mmask16 = if cols >= 32 {
-        0xffff
-    } else if cols > 16 {
-        (1u16 << (cols - 16)) - 1
-    } else {
-        0
-    };
-    for (i, a) in acc.iter().enumerate().take(groups * ROWS) {
-        let o = out.add((r0 + i) * w.n() + col0);
-        _mm512_mask_storeu_ps(o, mask0, a[0]);
-        if mask1 != 0 {
-            _mm512_mask_storeu_ps(o.add(16), mask1, a[1]);
-        }
-    }
+    store_rows(w, p, r0, &acc[..groups * ROWS], out);
 }
 
 /// Scales block `b`'s dot products of panel `p` for 16 rows from `row0` into `acc`. `tiles` names the tiles

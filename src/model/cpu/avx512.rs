@@ -202,6 +202,39 @@ pub(crate) unsafe fn unpack_pair(
     (lo, with_high(f, hi, high, g + 4, half))
 }
 
+/// Writes rows of a panel's 32 outputs (`acc[i]` for row `r0 + i`) into `out` (m x n), the
+/// columns past `n` left out.
+#[inline(always)]
+pub(crate) unsafe fn store_rows(
+    w: &Packed,
+    p: usize,
+    r0: usize,
+    acc: &[[__m512; 2]],
+    out: *mut f32,
+) {
+    let col0 = p * PANEL;
+    let cols = (w.n() - col0).min(PANEL);
+    let mask0: __mmask16 = if cols >= 16 {
+        0xffff
+    } else {
+        (1u16 << cols) - 1
+    };
+    let mask1: __mmask16 = if cols >= 32 {
+        0xffff
+    } else if cols > 16 {
+        (1u16 << (cols - 16)) - 1
+    } else {
+        0
+    };
+    for (i, a) in acc.iter().enumerate() {
+        let o = out.add((r0 + i) * w.n() + col0);
+        _mm512_mask_storeu_ps(o, mask0, a[0]);
+        if mask1 != 0 {
+            _mm512_mask_storeu_ps(o.add(16), mask1, a[1]);
+        }
+    }
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 unsafe fn tile<const MR: usize, const F: usize>(
     w: &Packed,
@@ -262,25 +295,5 @@ unsafe fn tile<const MR: usize, const F: usize>(
             }
         }
     }
-    let col0 = p * PANEL;
-    let cols = (w.n() - col0).min(PANEL);
-    let mask0: __mmask16 = if cols >= 16 {
-        0xffff
-    } else {
-        (1u16 << cols) - 1
-    };
-    let mask1: __mmask16 = if cols >= 32 {
-        0xffff
-    } else if cols > 16 {
-        (1u16 << (cols - 16)) - 1
-    } else {
-        0
-    };
-    for (i, a) in acc.iter().enumerate() {
-        let o = out.add((r0 + i) * w.n() + col0);
-        _mm512_mask_storeu_ps(o, mask0, a[0]);
-        if mask1 != 0 {
-            _mm512_mask_storeu_ps(o.add(16), mask1, a[1]);
-        }
-    }
+    store_rows(w, p, r0, &acc, out);
 }
