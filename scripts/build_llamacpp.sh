@@ -123,4 +123,6 @@ for t in "${TOOLS[@]}"; do
 done
 echo "$ARGS_STAMP" > "$BIN_DIR/.build-args"
 echo "built in $(( $(date +%s) - start )) s: $BIN_DIR/{$(IFS=,; echo "${TOOLS[*]}")}"
-"$BIN_DIR/llama-bench" --help >/dev/null
+for t in "${TOOLS[@]}"; do
+    [[ -x "$BIN_DIR/$t" ]] || { echo "error: $BIN_DIR/$t was not built" >&2; exit 1; }
+done
