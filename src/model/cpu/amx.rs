@@ -1,12 +1,22 @@
 //! The quantized products of [`super::quant`] for many rows with AMX (Intel Sapphire Rapids and
-//! later): one `tdpbsud` multiplies 16 input rows by 16 output columns over a block of 32
-//! inputs (8,192 byte products), against 64 for AVX-512 VNNI's `vpdpbusd`.
+//! later): one `tdpbsud` multiplies 16 input rows by 16 output columns over 64 inputs (16,384
+//! byte products), against 64 for AVX-512 VNNI's `vpdpbusd`.
 //!
-//! Per panel of 32 columns and group of 32 rows, each block's integers are unpacked once into a
-//! 1 KB tile in `vpdpbusd`'s layout (which is also AMX's layout for the second operand), the
-//! input rows' bytes are loaded as they are, four tiles of integer dot products come out, and
-//! the AVX-512 code of [`super::avx512`] scales them in f32 exactly as the other kernels do:
-//! the results are the same bits. Rows that do not fill a group of 16 go to the VNNI kernel.
+//! K-quants (Q4_K, Q5_K, Q6_K): for 16 columns of a panel, every weight is multiplied by its
+//! block's small scale once (with Q6_K's zero taken out) into a 16-bit integer, split into a
+//! low (unsigned) and a high (signed) byte, and laid out as AMX's second operand for the whole
+//! row of inputs. Then each super-block of 256 inputs is 4 steps of `tdpbsud` (low bytes) and
+//! `tdpbssd` (high bytes) into tiles that hold `sum sc * dot` exactly, for 32 rows at a time;
+//! only then do the sums leave the tiles and get scaled in f32 (by [`super::avx512::finish`]),
+//! once per super-block instead of once per block of 32.
+//!
+//! The 32-weight formats (Q4_0, Q8_0, ...) have an f16 scale per block of 32, so their dot
+//! products leave the tiles after every block: per panel of 32 columns and group of 32 rows,
+//! each block's integers are unpacked into a 1 KB tile, four tiles of dot products come out,
+//! and the AVX-512 code of [`super::avx512`] scales them.
+//!
+//! Either way the integers and the float operations are those of the other kernels, so the
+//! results are the same bits. Rows that do not fill a group of 16 go to the VNNI kernel.
 //!
 //! The tile instructions are written with `asm!` (Rust's AMX intrinsics are not stable), and
 //! the process asks Linux for the tile state once (`arch_prctl(ARCH_REQ_XCOMP_PERM)`).
@@ -15,8 +25,8 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::avx512::{accumulate, block_scales, store_rows, unpack_pair};
-use super::quant::{Format, Packed, Rows, BLOCK, PANEL};
+use super::avx512::{accumulate, block_scales, finish, store_rows, super_scales, unpack_pair};
+use super::quant::{Packed, Rows, BLOCK, PANEL, STEP, SUPER};
 
 /// Rows per tile of inputs.
 pub const ROWS: usize = 16;
@@ -24,7 +34,12 @@ pub const ROWS: usize = 16;
 /// Whether this CPU and OS run AMX tiles (asks for the permission on first use).
 pub fn available() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| super::avx512::available() && cpu_has_amx_int8() && request_tiles())
+    *OK.get_or_init(|| {
+        super::avx512::available()
+            && std::is_x86_feature_detected!("avx512vbmi")
+            && cpu_has_amx_int8()
+            && request_tiles()
+    })
 }
 
 /// CPUID leaf 7: AMX-TILE (EDX bit 24) and AMX-INT8 (bit 25). (`is_x86_feature_detected!`
@@ -96,25 +111,38 @@ fn config(k_bytes: u16) -> TileConfig {
 ///
 /// # Safety
 /// [`available`] must be true; `out` points at an (m x n) row-major f32 buffer, m being the
-/// rows of `x`.
+/// rows of `x`, which are tiled ([`Rows::tile`]).
 pub unsafe fn panel(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usize, out: *mut f32) {
-    let mut r = r0;
-    if r1 - r0 >= ROWS {
-        let cfg = config(if w.format().sub16() { 16 } else { 32 });
-        asm!("ldtilecfg [{}]", in(reg) &cfg as *const TileConfig, options(nostack));
-        while r + ROWS <= r1 {
-            let rows = if r + 2 * ROWS <= r1 { 2 } else { 1 };
-            tiles(w, x, p, r, rows, out);
-            r += rows * ROWS;
+    let full = r0 + (r1 - r0) / ROWS * ROWS;
+    if full > r0 {
+        if w.format().k_quant() {
+            super_panel(w, x, p, r0, full, out);
+        } else {
+            let cfg = config(BLOCK as u16);
+            asm!("ldtilecfg [{}]", in(reg) &cfg as *const TileConfig, options(nostack));
+            let mut r = r0;
+            while r < full {
+                let groups = if r + 2 * ROWS <= full { 2 } else { 1 };
+                tiles(w, x, p, r, groups, out);
+                r += groups * ROWS;
+            }
+            asm!("tilerelease", options(nostack, nomem));
         }
-        asm!("tilerelease", options(nostack, nomem));
     }
-    if r < r1 {
-        super::avx512::panel(w, x, p, r, r1, out);
+    if full < r1 {
+        super::avx512::panel(w, x, p, full, r1, out);
     }
 }
 
-/// `groups` x 16 rows from `r0` of panel `p`.
+/// Row `t` of 16 rows of inputs from group `group` (tiled, 64 inputs per step): the address of
+/// step `t`'s 16 x 64 bytes.
+#[inline(always)]
+unsafe fn inputs(x: &Rows, group: usize, t: usize) -> *const u8 {
+    let steps = (x.q.len() / x.m).div_ceil(STEP);
+    x.tiled.as_ptr().add((group * steps + t) * ROWS * STEP) as *const u8
+}
+
+/// `groups` x 16 rows from `r0` of panel `p` of a 32-weight format.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 unsafe fn tiles(w: &Packed, x: &Rows, p: usize, r0: usize, groups: usize, out: *mut f32) {
     let f = w.format();
@@ -124,19 +152,12 @@ unsafe fn tiles(w: &Packed, x: &Rows, p: usize, r0: usize, groups: usize, out: *
     #[repr(align(64))]
     struct Scratch([u8; PANEL * BLOCK]);
     let mut scratch = Scratch([0; PANEL * BLOCK]);
-    // Dot products out of the tiles: [tile][16 rows][16 columns].
+    // Dot products out of the tiles: [rows][half][16 rows][16 columns].
     #[repr(align(64))]
-    struct Dots([i32; 8 * ROWS * 16]);
-    let mut dots = Dots([0; 8 * ROWS * 16]);
+    struct Dots([i32; 4 * ROWS * 16]);
+    let mut dots = Dots([0; 4 * ROWS * 16]);
     let mut acc = [[_mm512_setzero_ps(); 2]; 2 * ROWS];
-    // Inputs regrouped by `Rows::tile`: 16 rows of a block are 512 contiguous bytes.
-    let stride = BLOCK;
     debug_assert!(r0.is_multiple_of(ROWS) && !x.tiled.is_empty());
-    let tile_at = |group: usize, b: usize| {
-        x.tiled
-            .as_ptr()
-            .add(((r0 / ROWS + group) * nb + b) * ROWS * BLOCK) as *const u8
-    };
     for b in 0..nb {
         let low = w.low.as_ptr().add((p * nb + b) * lb);
         let high = w.high.as_ptr().add((p * nb + b) * hb);
@@ -153,127 +174,322 @@ unsafe fn tiles(w: &Packed, x: &Rows, p: usize, r0: usize, groups: usize, out: *
             }
             scratch.0.as_ptr()
         };
-        let d = dots.0.as_mut_ptr() as *mut u8;
-        if f.sub16() {
-            // Per 16 inputs: tiles 4/5 the rows' first and last 16 bytes, 6/7 the weights'
-            // first and last 4 groups, 0-3 (first, last) x (half 0, half 1). One group of rows.
-            for g in 0..groups {
-                let a = tile_at(g, b);
-                asm!(
-                    "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
-                    "tileloadd tmm4, [{a} + {s}*1]",
-                    "tileloadd tmm5, [{a2} + {s}*1]",
-                    "tileloadd tmm6, [{w0} + {ws}*1]",
-                    "tileloadd tmm7, [{w1} + {ws}*1]",
-                    "tdpbsud tmm0, tmm4, tmm6",
-                    "tdpbsud tmm1, tmm5, tmm7",
-                    "tileloadd tmm6, [{w2} + {ws}*1]",
-                    "tileloadd tmm7, [{w3} + {ws}*1]",
-                    "tdpbsud tmm2, tmm4, tmm6",
-                    "tdpbsud tmm3, tmm5, tmm7",
-                    "tilestored [{d0} + {ds}*1], tmm0",
-                    "tilestored [{d1} + {ds}*1], tmm1",
-                    "tilestored [{d2} + {ds}*1], tmm2",
-                    "tilestored [{d3} + {ds}*1], tmm3",
-                    a = in(reg) a,
-                    a2 = in(reg) a.add(16),
-                    s = in(reg) stride,
-                    w0 = in(reg) ints,
-                    w1 = in(reg) ints.add(4 * 128),
-                    w2 = in(reg) ints.add(64),
-                    w3 = in(reg) ints.add(4 * 128 + 64),
-                    ws = in(reg) 128usize,
-                    d0 = in(reg) d,
-                    d1 = in(reg) d.add(1024),
-                    d2 = in(reg) d.add(2048),
-                    d3 = in(reg) d.add(3072),
-                    ds = in(reg) 64usize,
-                    options(nostack),
-                );
-                scale(
-                    w,
-                    x,
-                    (p, b),
-                    r0 + g * ROWS,
-                    &dots.0,
-                    [0, 2, 1, 3],
-                    &mut acc[g * ROWS..],
-                );
-            }
+        // Tiles 4/5 rows 0-15 and 16-31 (the block's 32 bytes of each 64-byte step row), 6/7
+        // the weights' halves, 0-3 (rows) x (half).
+        let a = inputs(x, r0 / ROWS, b / 2).add(b % 2 * BLOCK);
+        let a2 = if groups == 2 {
+            inputs(x, r0 / ROWS + 1, b / 2).add(b % 2 * BLOCK)
         } else {
-            // Tiles 4/5 rows 0-15 and 16-31, 6/7 the weights' halves, 0-3 (rows) x (half).
-            let a = tile_at(0, b);
-            let a2 = if groups == 2 { tile_at(1, b) } else { a };
-            asm!(
-                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
-                "tileloadd tmm4, [{a} + {s}*1]",
-                "tileloadd tmm5, [{a2} + {s}*1]",
-                "tileloadd tmm6, [{w0} + {ws}*1]",
-                "tileloadd tmm7, [{w1} + {ws}*1]",
-                "tdpbsud tmm0, tmm4, tmm6",
-                "tdpbsud tmm1, tmm4, tmm7",
-                "tdpbsud tmm2, tmm5, tmm6",
-                "tdpbsud tmm3, tmm5, tmm7",
-                "tilestored [{d0} + {ds}*1], tmm0",
-                "tilestored [{d1} + {ds}*1], tmm1",
-                "tilestored [{d2} + {ds}*1], tmm2",
-                "tilestored [{d3} + {ds}*1], tmm3",
-                a = in(reg) a,
-                a2 = in(reg) a2,
-                s = in(reg) stride,
-                w0 = in(reg) ints,
-                w1 = in(reg) ints.add(64),
-                ws = in(reg) 128usize,
-                d0 = in(reg) d,
-                d1 = in(reg) d.add(1024),
-                d2 = in(reg) d.add(2048),
-                d3 = in(reg) d.add(3072),
-                ds = in(reg) 64usize,
-                options(nostack),
-            );
-            for g in 0..groups {
-                let t = [2 * g, 2 * g, 2 * g + 1, 2 * g + 1];
-                scale(
-                    w,
-                    x,
-                    (p, b),
-                    r0 + g * ROWS,
-                    &dots.0,
-                    t,
-                    &mut acc[g * ROWS..],
-                );
+            a
+        };
+        let d = dots.0.as_mut_ptr() as *mut u8;
+        asm!(
+            "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+            "tileloadd tmm4, [{a} + {s}*1]",
+            "tileloadd tmm5, [{a2} + {s}*1]",
+            "tileloadd tmm6, [{w0} + {ws}*1]",
+            "tileloadd tmm7, [{w1} + {ws}*1]",
+            "tdpbsud tmm0, tmm4, tmm6",
+            "tdpbsud tmm1, tmm4, tmm7",
+            "tdpbsud tmm2, tmm5, tmm6",
+            "tdpbsud tmm3, tmm5, tmm7",
+            "tilestored [{d0} + {ds}*1], tmm0",
+            "tilestored [{d1} + {ds}*1], tmm1",
+            "tilestored [{d2} + {ds}*1], tmm2",
+            "tilestored [{d3} + {ds}*1], tmm3",
+            a = in(reg) a,
+            a2 = in(reg) a2,
+            s = in(reg) STEP,
+            w0 = in(reg) ints,
+            w1 = in(reg) ints.add(64),
+            ws = in(reg) 128usize,
+            d0 = in(reg) d,
+            d1 = in(reg) d.add(1024),
+            d2 = in(reg) d.add(2048),
+            d3 = in(reg) d.add(3072),
+            ds = in(reg) 64usize,
+            options(nostack),
+        );
+        let sc = [block_scales(w, p, b, 0), block_scales(w, p, b, 1)];
+        for g in 0..groups {
+            for (i, a) in acc[g * ROWS..(g + 1) * ROWS].iter_mut().enumerate() {
+                let at = (r0 + g * ROWS + i) * nb + b;
+                for (half, (a, sc)) in a.iter_mut().zip(sc).enumerate() {
+                    let t = dots.0.as_ptr().add((2 * g + half) * 256 + i * 16);
+                    *a = accumulate(f, *a, _mm512_load_si512(t as *const _), sc, x, at);
+                }
             }
         }
     }
     store_rows(w, p, r0, &acc[..groups * ROWS], out);
 }
 
-/// Scales block `b`'s dot products of panel `p` for 16 rows from `row0` into `acc`. `tiles` names the tiles
-/// holding them: for Q6_K (first 16 inputs of half 0, of half 1, last 16 of half 0, of half 1),
-/// else (half 0, -, half 1, -).
+/// Bytes of one tile.
+const TILE: usize = ROWS * STEP;
+
+/// Steps of 64 inputs per super-block.
+const STEPS: usize = SUPER / STEP;
+
+/// Rows of one call to [`super_rows`] at most.
+const CHUNK: usize = 192;
+
+/// Rows r0..r1 (whole groups of 16) of panel `p` of a K-quant: per super-block, the weights
+/// of both halves of the panel are scaled into tiles once ([`super_weights`], 16 KB that stay
+/// in L1) and every group of rows runs over them.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,f16c")]
+unsafe fn super_panel(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usize, out: *mut f32) {
+    #[repr(align(64))]
+    struct Weights([[u8; 2 * STEPS * TILE]; 2]);
+    // Written by `super_weights` before every read.
+    let mut buf = std::mem::MaybeUninit::<Weights>::uninit();
+    let buf = &mut (*buf.as_mut_ptr()).0;
+    let mut acc = [[_mm512_setzero_ps(); CHUNK]; 2];
+    let halves = if p * PANEL + 16 < w.n() { 2 } else { 1 };
+    let cfg = config(STEP as u16);
+    asm!("ldtilecfg [{}]", in(reg) &cfg as *const TileConfig, options(nostack));
+    for c0 in (r0..r1).step_by(CHUNK) {
+        let c1 = (c0 + CHUNK).min(r1);
+        for a in &mut acc {
+            a[..c1 - c0].fill(_mm512_setzero_ps());
+        }
+        for s in 0..w.k() / SUPER {
+            for (half, (b, a)) in buf.iter_mut().zip(&mut acc).enumerate().take(halves) {
+                super_weights(w, (p, half), s, b);
+                let sc = super_scales(w, p, s, half);
+                let mut r = c0;
+                while r < c1 {
+                    let groups = if r + 2 * ROWS <= c1 { 2 } else { 1 };
+                    super_rows(w, x, r, groups, s, b, &sc, &mut a[r - c0..]);
+                    r += groups * ROWS;
+                }
+            }
+        }
+        for (half, a) in acc.iter().enumerate().take(halves) {
+            let col0 = p * PANEL + half * 16;
+            let cols = (w.n() - col0).min(16);
+            let mask: __mmask16 = if cols == 16 {
+                0xffff
+            } else {
+                (1u16 << cols) - 1
+            };
+            for (i, v) in a[..c1 - c0].iter().enumerate() {
+                _mm512_mask_storeu_ps(out.add((c0 + i) * w.n() + col0), mask, *v);
+            }
+        }
+    }
+    asm!("tilerelease", options(nostack, nomem));
+}
+
+/// Where the low (`high` = 0) or high (1) byte of each weight's 16-bit product lies in a pair
+/// of vectors from `vpmaddubsw`: the even bytes' products (first vector), the odd bytes' (second).
+const fn product_bytes(high: u8) -> [u8; 64] {
+    let mut idx = [0u8; 64];
+    let mut p = 0;
+    while p < 64 {
+        idx[p] = if p % 2 == 0 {
+            p as u8 + high
+        } else {
+            64 + p as u8 - 1 + high
+        };
+        p += 1;
+    }
+    idx
+}
+
+/// Byte `p` is `p / 4`: the column of byte `p` of a row of 16 columns x 4 inputs.
+const fn column_of_byte() -> [u8; 64] {
+    let mut idx = [0u8; 64];
+    let mut p = 0;
+    while p < 64 {
+        idx[p] = (p / 4) as u8;
+        p += 1;
+    }
+    idx
+}
+
+/// Word `i` is `i / 2`.
+const fn column_of_word() -> [u16; 32] {
+    let mut idx = [0u16; 32];
+    let mut i = 0;
+    while i < 32 {
+        idx[i] = (i / 2) as u16;
+        i += 1;
+    }
+    idx
+}
+
+/// Super-block `s` of 16 columns of panel `p` (`half`), each weight times its block's small
+/// scale, as AMX's second operand: per step of 64 inputs one tile of low bytes (at
+/// `buf[t * TILE]`) and one of high bytes (at `buf[(STEPS + t) * TILE]`), row `r` holding
+/// inputs `4r..4r + 4` of the 16 columns.
 #[inline(always)]
-unsafe fn scale(
+unsafe fn super_weights(w: &Packed, (p, half): (usize, usize), s: usize, buf: &mut [u8]) {
+    let f = w.format();
+    let nb = w.blocks();
+    let (lb, hb) = (f.low_bytes(), f.high_bytes());
+    let lo_idx = _mm512_loadu_si512(product_bytes(0).as_ptr() as *const _);
+    let hi_idx = _mm512_loadu_si512(product_bytes(1).as_ptr() as *const _);
+    let by_byte = _mm512_loadu_si512(column_of_byte().as_ptr() as *const _);
+    let by_word = _mm512_loadu_si512(column_of_word().as_ptr() as *const _);
+    // For `vpmaddubsw`: the scale of each byte's column in the even bytes (odd bytes 0), the
+    // same in the odd bytes, and (Q6_K) `zero * scale` per word of either product.
+    let pattern = |sc: *const u8| {
+        let v = _mm512_castsi128_si512(_mm_loadu_si128(sc as *const _));
+        let all = _mm512_permutexvar_epi8(by_byte, v);
+        let z = if f.sub16() {
+            let words = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm512_castsi512_si128(v)));
+            _mm512_slli_epi16::<5>(_mm512_permutexvar_epi16(by_word, words))
+        } else {
+            _mm512_setzero_si512()
+        };
+        (
+            _mm512_maskz_mov_epi8(0x5555_5555_5555_5555, all),
+            _mm512_maskz_mov_epi8(0xAAAA_AAAA_AAAA_AAAA, all),
+            z,
+        )
+    };
+    debug_assert!(
+        !f.sub16() || f.zero() == 32,
+        "the shift by 5 is Q6_K's zero"
+    );
+    let out = buf.as_mut_ptr();
+    let per = SUPER / BLOCK;
+    for b in s * per..(s + 1) * per {
+        let base = p * nb + b;
+        let low = w.low.as_ptr().add(base * lb);
+        let high = w.high.as_ptr().add(base * hb);
+        let sc = w.sc.as_ptr().add(base * 2 * PANEL + half * 16);
+        if half == 0 && b + per < nb {
+            // The next super-block's integers, both halves, while this one is worked on.
+            let next = w.low.as_ptr().add((base + per) * lb);
+            for line in (0..lb).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(next.add(line) as *const i8);
+            }
+            let next = w.high.as_ptr().add((base + per) * hb);
+            for line in (0..hb).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(next.add(line) as *const i8);
+            }
+        }
+        // Inputs 0-15 and 16-31 of the block (different scales only for Q6_K).
+        let first = pattern(sc);
+        let last = if f.sub16() {
+            pattern(sc.add(PANEL))
+        } else {
+            first
+        };
+        let (t, row0) = (b % per / 2, b % 2 * 8);
+        // 16-bit products (scale x integer, with Q6_K's zero taken out): even bytes', odd
+        // bytes'. At most 63 x 127 in magnitude, so `vpmaddubsw` never saturates. Then their
+        // low and high bytes into the two tiles.
+        let emit = |v: __m512i, row: usize, (even, odd, z): (__m512i, __m512i, __m512i)| {
+            let mut v0 = _mm512_maddubs_epi16(v, even);
+            let mut v1 = _mm512_maddubs_epi16(v, odd);
+            if f.sub16() {
+                v0 = _mm512_sub_epi16(v0, z);
+                v1 = _mm512_sub_epi16(v1, z);
+            }
+            let at = out.add(t * TILE + row * STEP);
+            _mm512_storeu_si512(at as *mut _, _mm512_permutex2var_epi8(v0, lo_idx, v1));
+            let at = out.add((STEPS + t) * TILE + row * STEP);
+            _mm512_storeu_si512(at as *mut _, _mm512_permutex2var_epi8(v0, hi_idx, v1));
+        };
+        for g in 0..4 {
+            let (lo, hi) = unpack_pair(f, low, high, g, half);
+            emit(lo, row0 + g, first);
+            emit(hi, row0 + g + 4, last);
+        }
+    }
+}
+
+/// `groups` x 16 rows from `r0` over super-block `s` of 16 columns, the weights from
+/// [`super_weights`], the scales from [`super::avx512::super_scales`]: adds to `acc` (one
+/// vector per row).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn super_rows(
     w: &Packed,
     x: &Rows,
-    (p, b): (usize, usize),
-    row0: usize,
-    dots: &[i32],
-    tiles: [usize; 4],
-    acc: &mut [[__m512; 2]],
+    r0: usize,
+    groups: usize,
+    s: usize,
+    buf: &[u8],
+    sc: &(__m512, __m512, [__m512i; 4]),
+    acc: &mut [__m512],
 ) {
-    let f: Format = w.format();
-    let nb = w.blocks();
-    for half in 0..2 {
-        let sc = block_scales(w, p, b, half);
-        let (t0, t1) = if f.sub16() {
-            (tiles[half], tiles[2 + half])
+    // Sums out of the tiles: [group][low, high][16 rows][16 columns].
+    #[repr(align(64))]
+    struct Dots([i32; 4 * ROWS * 16]);
+    // Written by the tile stores before every read.
+    let mut dots = std::mem::MaybeUninit::<Dots>::uninit();
+    let dots = &mut *dots.as_mut_ptr();
+    let d = dots.0.as_mut_ptr() as *mut u8;
+    asm!(
+        "tilezero tmm0",
+        "tilezero tmm1",
+        "tilezero tmm2",
+        "tilezero tmm3",
+        options(nostack, nomem)
+    );
+    for t in 0..STEPS {
+        let lo = buf.as_ptr().add(t * TILE);
+        let hi = buf.as_ptr().add((STEPS + t) * TILE);
+        let a = inputs(x, r0 / ROWS, s * STEPS + t);
+        if groups == 2 {
+            asm!(
+                "tileloadd tmm4, [{a} + {s}*1]",
+                "tileloadd tmm6, [{lo} + {s}*1]",
+                "tileloadd tmm7, [{hi} + {s}*1]",
+                "tdpbsud tmm0, tmm4, tmm6",
+                "tileloadd tmm5, [{a2} + {s}*1]",
+                "tdpbssd tmm1, tmm4, tmm7",
+                "tdpbsud tmm2, tmm5, tmm6",
+                "tdpbssd tmm3, tmm5, tmm7",
+                a = in(reg) a,
+                a2 = in(reg) inputs(x, r0 / ROWS + 1, s * STEPS + t),
+                lo = in(reg) lo,
+                hi = in(reg) hi,
+                s = in(reg) STEP,
+                options(nostack),
+            );
         } else {
-            (tiles[2 * half], tiles[2 * half])
-        };
-        for (i, a) in acc.iter_mut().enumerate().take(ROWS) {
-            let d0 = _mm512_load_si512(dots.as_ptr().add(t0 * 256 + i * 16) as *const _);
-            let d1 = _mm512_load_si512(dots.as_ptr().add(t1 * 256 + i * 16) as *const _);
-            a[half] = accumulate(f, a[half], d0, d1, sc, x, (row0 + i) * nb + b);
+            asm!(
+                "tileloadd tmm4, [{a} + {s}*1]",
+                "tileloadd tmm6, [{lo} + {s}*1]",
+                "tileloadd tmm7, [{hi} + {s}*1]",
+                "tdpbsud tmm0, tmm4, tmm6",
+                "tdpbssd tmm1, tmm4, tmm7",
+                a = in(reg) a,
+                lo = in(reg) lo,
+                hi = in(reg) hi,
+                s = in(reg) STEP,
+                options(nostack),
+            );
+        }
+    }
+    asm!(
+        "tilestored [{d0} + {ds}*1], tmm0",
+        "tilestored [{d1} + {ds}*1], tmm1",
+        "tilestored [{d2} + {ds}*1], tmm2",
+        "tilestored [{d3} + {ds}*1], tmm3",
+        d0 = in(reg) d,
+        d1 = in(reg) d.add(1024),
+        d2 = in(reg) d.add(2048),
+        d3 = in(reg) d.add(3072),
+        ds = in(reg) 64usize,
+        options(nostack),
+    );
+    let f = w.format();
+    for g in 0..groups {
+        let (lo, hi) = (
+            dots.0.as_ptr().add(2 * g * 256),
+            dots.0.as_ptr().add((2 * g + 1) * 256),
+        );
+        for i in 0..ROWS {
+            let l = _mm512_load_si512(lo.add(i * 16) as *const _);
+            let h = _mm512_load_si512(hi.add(i * 16) as *const _);
+            let sum = _mm512_add_epi32(l, _mm512_slli_epi32::<8>(h));
+            let a = &mut acc[g * ROWS + i];
+            *a = finish(f, *a, sum, sc, x, r0 + g * ROWS + i, s);
         }
     }
 }

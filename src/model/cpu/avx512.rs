@@ -11,7 +11,7 @@
 
 use std::arch::x86_64::*;
 
-use super::quant::{Format, Packed, Rows, BLOCK, PANEL};
+use super::quant::{Format, Packed, Rows, BLOCK, PANEL, SUPER};
 
 /// Whether this CPU has what [`panel`] uses.
 pub fn available() -> bool {
@@ -53,6 +53,52 @@ pub unsafe fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
     d
 }
 
+/// [`super::quant::quantize_super`] with AVX-512: the same largest value, scale and rounding,
+/// so the same bytes.
+///
+/// # Safety
+/// The CPU must have AVX-512 F; `x` and `q` hold 256 values.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn quantize_super(x: &[f32], q: &mut [i8]) -> f32 {
+    debug_assert!(x.len() == SUPER && q.len() == SUPER);
+    let mut amax = _mm512_setzero_ps();
+    let mut finite = true;
+    for c in x.chunks_exact(16) {
+        let v = _mm512_loadu_ps(c.as_ptr());
+        let z = _mm512_sub_ps(v, v);
+        finite &= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(z, z) == 0;
+        amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+    }
+    if !finite {
+        q.fill(0);
+        return f32::NAN;
+    }
+    let amax = _mm512_reduce_max_ps(amax);
+    if amax == 0.0 {
+        q.fill(0);
+        return 0.0;
+    }
+    // The first value of that magnitude, with its sign.
+    let top = _mm512_set1_ps(amax);
+    let mut max = amax;
+    for (i, c) in x.chunks_exact(16).enumerate() {
+        let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_abs_ps(_mm512_loadu_ps(c.as_ptr())), top);
+        if hit != 0 {
+            max = x[i * 16 + hit.trailing_zeros() as usize];
+            break;
+        }
+    }
+    let iscale = -127.0 / max;
+    let is = _mm512_set1_ps(iscale);
+    let cap = _mm512_set1_epi32(127);
+    for (c, o) in x.chunks_exact(16).zip(q.chunks_exact_mut(16)) {
+        let v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), is));
+        let v = _mm512_min_epi32(v, cap);
+        _mm_storeu_si128(o.as_mut_ptr() as *mut __m128i, _mm512_cvtepi32_epi8(v));
+    }
+    1.0 / iscale
+}
+
 /// Rows r0..r1 of one panel's 32 columns, in tiles of up to 4 rows.
 ///
 /// # Safety
@@ -67,9 +113,9 @@ pub unsafe fn panel(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usize, out: *
                 Format::Q5_0 => tile::<$mr, 2>(w, x, p, $r, out),
                 Format::Q5_1 => tile::<$mr, 3>(w, x, p, $r, out),
                 Format::Q8_0 => tile::<$mr, 4>(w, x, p, $r, out),
-                Format::Q4K => tile::<$mr, 5>(w, x, p, $r, out),
-                Format::Q5K => tile::<$mr, 6>(w, x, p, $r, out),
-                Format::Q6K => tile::<$mr, 7>(w, x, p, $r, out),
+                Format::Q4K => super_tile::<$mr, 5>(w, x, p, $r, out),
+                Format::Q5K => super_tile::<$mr, 6>(w, x, p, $r, out),
+                Format::Q6K => super_tile::<$mr, 7>(w, x, p, $r, out),
             }
         };
     }
@@ -122,64 +168,94 @@ unsafe fn with_high(f: Format, low4: __m512i, high: *const u8, g: usize, half: u
     }
 }
 
-/// `(D, D of the last 16 inputs, M)` of block `b` for 16 columns of panel `p` (`half`), in
-/// f32: the f16 scales times the block's small integer scales (exact).
+/// `(D, M)` of block `b` for 16 columns of panel `p` (`half`) in f32, for the 32-weight
+/// formats (K-quants go through [`super_scales`]).
 #[inline(always)]
-pub(crate) unsafe fn block_scales(w: &Packed, p: usize, b: usize, half: usize) -> [__m512; 3] {
-    let f = w.format();
-    let nb = w.blocks();
-    let per = f.super_len() / BLOCK;
-    let s = (p * (w.k() / f.super_len()) + b / per) * PANEL + half * 16;
+pub(crate) unsafe fn block_scales(w: &Packed, p: usize, b: usize, half: usize) -> [__m512; 2] {
+    let s = (p * w.blocks() + b) * PANEL + half * 16;
     let d = _mm512_cvtph_ps(_mm256_loadu_si256(w.d.as_ptr().add(s) as *const _));
-    let m = if f.has_min() {
+    let m = if w.format().has_min() {
         _mm512_cvtph_ps(_mm256_loadu_si256(w.m.as_ptr().add(s) as *const _))
     } else {
         _mm512_setzero_ps()
     };
-    if !f.k_quant() {
-        return [d, d, m];
-    }
-    let sc = w.sc.as_ptr().add((p * nb + b) * 2 * PANEL + half * 16);
-    let lo = _mm_loadu_si128(sc as *const _);
-    let hi = _mm_loadu_si128(sc.add(PANEL) as *const _);
-    if f.sub16() {
-        let s0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo));
-        let s1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));
-        [_mm512_mul_ps(d, s0), _mm512_mul_ps(d, s1), m]
-    } else {
-        let s0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo));
-        let mm = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi));
-        [_mm512_mul_ps(d, s0), d, _mm512_mul_ps(m, mm)]
-    }
+    [d, m]
 }
 
-/// Adds one input row's block to 16 outputs: `dot0` the integer dot products (of the first 16
-/// inputs for Q6_K, else of all 32), `dot1` those of the last 16 (Q6_K), `sc` from
-/// [`block_scales`], `at` the row's block in `x`. The order of [`super::quant::accumulate`].
+/// The scales of super-block `s` for 16 columns of panel `p` (`half`): `d` and `dmin` in f32,
+/// and the blocks' minimums as i16 pairs (blocks 2j and 2j + 1) for `vpdpwssd` against
+/// [`Rows::pairs`].
+#[inline(always)]
+pub(crate) unsafe fn super_scales(
+    w: &Packed,
+    p: usize,
+    s: usize,
+    half: usize,
+) -> (__m512, __m512, [__m512i; 4]) {
+    let f = w.format();
+    let ns = w.k() / SUPER;
+    let at = (p * ns + s) * PANEL + half * 16;
+    let d = _mm512_cvtph_ps(_mm256_loadu_si256(w.d.as_ptr().add(at) as *const _));
+    let mut mins = [_mm512_setzero_si512(); 4];
+    if !f.has_min() {
+        return (d, _mm512_setzero_ps(), mins);
+    }
+    let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(w.m.as_ptr().add(at) as *const _));
+    let per = SUPER / BLOCK;
+    for (j, m) in mins.iter_mut().enumerate() {
+        let b = p * w.blocks() + s * per + 2 * j;
+        let at = |b: usize| w.sc.as_ptr().add(b * 2 * PANEL + PANEL + half * 16);
+        let m0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(at(b) as *const _));
+        let m1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(at(b + 1) as *const _));
+        *m = _mm512_or_si512(m0, _mm512_slli_epi32::<16>(m1));
+    }
+    (d, dmin, mins)
+}
+
+/// Adds a K-quant super-block `s` of input `row` to 16 outputs: `sum` the integer dot products
+/// times the blocks' scales, the minimums from [`super_scales`]. The order of
+/// [`super::quant::finish`].
+#[inline(always)]
+pub(crate) unsafe fn finish(
+    f: Format,
+    acc: __m512,
+    sum: __m512i,
+    (d, dmin, mins): &(__m512, __m512, [__m512i; 4]),
+    x: &Rows,
+    row: usize,
+    s: usize,
+) -> __m512 {
+    let ns = x.q.len() / x.m / SUPER;
+    let dx = _mm512_set1_ps(*x.d.get_unchecked(row * ns + s));
+    let t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(*d, dx), acc);
+    if !f.has_min() {
+        return t;
+    }
+    let pairs = x.pairs.as_ptr().add((row * ns + s) * SUPER / BLOCK / 2);
+    let mut m = _mm512_setzero_si512();
+    for (j, mm) in mins.iter().enumerate() {
+        m = _mm512_dpwssd_epi32(m, *mm, _mm512_set1_epi32(*pairs.add(j)));
+    }
+    _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(*dmin, dx), t)
+}
+
+/// Adds one input row's block to 16 outputs of a 32-weight format: `dot` the integer dot
+/// products, `sc` from [`block_scales`], `at` the row's block in `x`. The order of
+/// [`super::quant::accumulate`].
 #[inline(always)]
 pub(crate) unsafe fn accumulate(
     f: Format,
     acc: __m512,
-    dot0: __m512i,
-    dot1: __m512i,
-    sc: [__m512; 3],
+    dot: __m512i,
+    [d, m]: [__m512; 2],
     x: &Rows,
     at: usize,
 ) -> __m512 {
-    let z = f.zero();
     let dx = _mm512_set1_ps(*x.d.get_unchecked(at));
-    let sum = *x.sum.get_unchecked(at);
-    if f.sub16() {
-        let s0 = *x.sum16.get_unchecked(at);
-        let v0 = _mm512_sub_epi32(dot0, _mm512_set1_epi32(z * s0));
-        let v1 = _mm512_sub_epi32(dot1, _mm512_set1_epi32(z * (sum - s0)));
-        let t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v0), _mm512_mul_ps(sc[0], dx), acc);
-        return _mm512_fmadd_ps(_mm512_cvtepi32_ps(v1), _mm512_mul_ps(sc[1], dx), t);
-    }
-    let v = _mm512_sub_epi32(dot0, _mm512_set1_epi32(z * sum));
-    let t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(sc[0], dx), acc);
+    let v = _mm512_sub_epi32(dot, _mm512_set1_epi32(f.zero() * *x.sum.get_unchecked(at)));
+    let t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(d, dx), acc);
     if f.has_min() {
-        _mm512_fnmadd_ps(sc[2], _mm512_set1_ps(super::quant::min_sum(f, x, at)), t)
+        _mm512_fnmadd_ps(m, _mm512_set1_ps(*x.s.get_unchecked(at)), t)
     } else {
         t
     }
@@ -235,6 +311,7 @@ pub(crate) unsafe fn store_rows(
     }
 }
 
+/// Up to 4 rows from `r0` of panel `p` of a 32-weight format.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 unsafe fn tile<const MR: usize, const F: usize>(
     w: &Packed,
@@ -244,56 +321,112 @@ unsafe fn tile<const MR: usize, const F: usize>(
     out: *mut f32,
 ) {
     let f = Format::ALL[F];
-    let (k, nb) = (w.k(), w.blocks());
-    let (lb, hb) = (f.low_bytes(), f.high_bytes());
-    let sub = if f.sub16() { 1 } else { 0 };
-    let xq = x.q.as_ptr().add(r0 * k) as *const u8;
+    let nb = w.blocks();
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for b in 0..nb {
-        let low = w.low.as_ptr().add((p * nb + b) * lb);
-        let high = w.high.as_ptr().add((p * nb + b) * hb);
-        let xb = xq.add(b * BLOCK);
-        let bcast = |i: usize, g: usize| {
-            _mm512_set1_epi32(std::ptr::read_unaligned(xb.add(i * k + 4 * g) as *const i32))
-        };
-        // [row][first or last 16 inputs][half of the panel]
-        let mut dot = [[[_mm512_setzero_si512(); 2]; 2]; MR];
-        if f.bytes() {
-            for g in 0..8 {
-                let w0 = _mm512_loadu_si512(low.add(g * 128) as *const _);
-                let w1 = _mm512_loadu_si512(low.add(g * 128 + 64) as *const _);
-                for (i, d) in dot.iter_mut().enumerate() {
-                    let a = bcast(i, g);
-                    d[0][0] = _mm512_dpbusd_epi32(d[0][0], w0, a);
-                    d[0][1] = _mm512_dpbusd_epi32(d[0][1], w1, a);
-                }
-            }
-        } else {
-            for g in 0..4 {
-                for half in 0..2 {
-                    let (lo, hi) = unpack_pair(f, low, high, g, half);
-                    for (i, d) in dot.iter_mut().enumerate() {
-                        d[0][half] = _mm512_dpbusd_epi32(d[0][half], lo, bcast(i, g));
-                        d[sub][half] = _mm512_dpbusd_epi32(d[sub][half], hi, bcast(i, g + 4));
-                    }
-                }
-            }
-        }
+        let dot = block_dots::<MR>(f, w, x, p, r0, b);
         for half in 0..2 {
             let sc = block_scales(w, p, b, half);
             for (i, a) in acc.iter_mut().enumerate() {
-                let dot = dot[i];
-                a[half] = accumulate(
-                    f,
-                    a[half],
-                    dot[0][half],
-                    dot[1][half],
-                    sc,
-                    x,
-                    (r0 + i) * nb + b,
-                );
+                a[half] = accumulate(f, a[half], dot[i][0][half], sc, x, (r0 + i) * nb + b);
             }
         }
     }
     store_rows(w, p, r0, &acc, out);
+}
+
+/// Up to 4 rows from `r0` of panel `p` of a K-quant: integer sums per super-block.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+unsafe fn super_tile<const MR: usize, const F: usize>(
+    w: &Packed,
+    x: &Rows,
+    p: usize,
+    r0: usize,
+    out: *mut f32,
+) {
+    let f = Format::ALL[F];
+    let nb = w.blocks();
+    let per = SUPER / BLOCK;
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for s in 0..nb / per {
+        let mut sums = [[_mm512_setzero_si512(); 2]; MR];
+        for b in s * per..(s + 1) * per {
+            let dot = block_dots::<MR>(f, w, x, p, r0, b);
+            let sc = w.sc.as_ptr().add((p * nb + b) * 2 * PANEL);
+            for half in 0..2 {
+                let s0 = _mm_loadu_si128(sc.add(half * 16) as *const _);
+                let s1 = _mm_loadu_si128(sc.add(PANEL + half * 16) as *const _);
+                for (i, sum) in sums.iter_mut().enumerate() {
+                    let at = (r0 + i) * nb + b;
+                    let t = if f.sub16() {
+                        let z = f.zero();
+                        let x0 = *x.sum16.get_unchecked(at);
+                        let x1 = *x.sum.get_unchecked(at) - x0;
+                        let v0 = _mm512_sub_epi32(dot[i][0][half], _mm512_set1_epi32(z * x0));
+                        let v1 = _mm512_sub_epi32(dot[i][1][half], _mm512_set1_epi32(z * x1));
+                        _mm512_add_epi32(
+                            _mm512_mullo_epi32(_mm512_cvtepi8_epi32(s0), v0),
+                            _mm512_mullo_epi32(_mm512_cvtepi8_epi32(s1), v1),
+                        )
+                    } else {
+                        _mm512_mullo_epi32(_mm512_cvtepu8_epi32(s0), dot[i][0][half])
+                    };
+                    sum[half] = _mm512_add_epi32(sum[half], t);
+                }
+            }
+        }
+        for half in 0..2 {
+            let sc = super_scales(w, p, s, half);
+            for (i, a) in acc.iter_mut().enumerate() {
+                a[half] = finish(f, a[half], sums[i][half], &sc, x, r0 + i, s);
+            }
+        }
+    }
+    store_rows(w, p, r0, &acc, out);
+}
+
+/// Block `b`'s integer dot products for up to 4 rows from `r0` of panel `p`:
+/// `[row][first or last 16 inputs][half of the panel]`; all 32 inputs in the first unless the
+/// format's scales change every 16 (Q6_K).
+#[inline(always)]
+unsafe fn block_dots<const MR: usize>(
+    f: Format,
+    w: &Packed,
+    x: &Rows,
+    p: usize,
+    r0: usize,
+    b: usize,
+) -> [[[__m512i; 2]; 2]; MR] {
+    let (k, nb) = (w.k(), w.blocks());
+    let (lb, hb) = (f.low_bytes(), f.high_bytes());
+    let sub = if f.sub16() { 1 } else { 0 };
+    let low = w.low.as_ptr().add((p * nb + b) * lb);
+    let high = w.high.as_ptr().add((p * nb + b) * hb);
+    let xb = (x.q.as_ptr() as *const u8).add(r0 * k + b * BLOCK);
+    let bcast = |i: usize, g: usize| {
+        _mm512_set1_epi32(std::ptr::read_unaligned(xb.add(i * k + 4 * g) as *const i32))
+    };
+    let mut dot = [[[_mm512_setzero_si512(); 2]; 2]; MR];
+    if f.bytes() {
+        for g in 0..8 {
+            let w0 = _mm512_loadu_si512(low.add(g * 128) as *const _);
+            let w1 = _mm512_loadu_si512(low.add(g * 128 + 64) as *const _);
+            for (i, d) in dot.iter_mut().enumerate() {
+                let a = bcast(i, g);
+                d[0][0] = _mm512_dpbusd_epi32(d[0][0], w0, a);
+                d[0][1] = _mm512_dpbusd_epi32(d[0][1], w1, a);
+            }
+        }
+    } else {
+        for g in 0..4 {
+            for half in 0..2 {
+                let (lo, hi) = unpack_pair(f, low, high, g, half);
+                for (i, d) in dot.iter_mut().enumerate() {
+                    d[0][half] = _mm512_dpbusd_epi32(d[0][half], lo, bcast(i, g));
+                    d[sub][half] = _mm512_dpbusd_epi32(d[sub][half], hi, bcast(i, g + 4));
+                }
+            }
+        }
+    }
+    dot
 }

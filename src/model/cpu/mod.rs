@@ -145,11 +145,30 @@ pub fn gemm_parts(parts: &[&Packed], x: &[f32], kernels: Kernels) -> Vec<Vec<f32
         "{kernels} kernels here"
     );
     let simd = matches!(kernels, Kernels::Amx | Kernels::Avx512);
-    let mut rows = quant::Rows::quantize(x, k, simd);
-    if kernels == Kernels::Amx && rows.m >= amx_rows() {
-        rows.tile();
-    }
-    let mut outs: Vec<Vec<f32>> = parts.iter().map(|p| vec![0f32; rows.m * p.n()]).collect();
+    // The inputs quantized once for each scheme the parts need (Q8_K for K-quants, Q8_0/Q8_1
+    // for the others).
+    let quantized = |scheme: quant::Scheme| {
+        parts
+            .iter()
+            .any(|p| p.format().scheme() == scheme)
+            .then(|| {
+                let mut rows = quant::Rows::quantize(x, k, scheme, simd);
+                if kernels == Kernels::Amx && rows.m >= amx_rows() {
+                    rows.tile();
+                }
+                rows
+            })
+    };
+    let (block, sup) = (
+        quantized(quant::Scheme::Block),
+        quantized(quant::Scheme::Super),
+    );
+    let rows_for = |w: &Packed| match w.format().scheme() {
+        quant::Scheme::Block => block.as_ref(),
+        quant::Scheme::Super => sup.as_ref(),
+    };
+    let m = x.len() / k.max(1);
+    let mut outs: Vec<Vec<f32>> = parts.iter().map(|p| vec![0f32; m * p.n()]).collect();
     // (part, panel) pairs, shared out in chunks of about a quarter of a thread's share.
     let tasks: Vec<(usize, usize)> = parts
         .iter()
@@ -161,8 +180,8 @@ pub fn gemm_parts(parts: &[&Packed], x: &[f32], kernels: Kernels) -> Vec<Vec<f32
     let addrs: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
     // Rows go in chunks that keep the quantized inputs in cache.
     const ROW_CHUNK: usize = 192;
-    for r0 in (0..rows.m).step_by(ROW_CHUNK) {
-        let r1 = (r0 + ROW_CHUNK).min(rows.m);
+    for r0 in (0..m).step_by(ROW_CHUNK) {
+        let r1 = (r0 + ROW_CHUNK).min(m);
         tasks.par_chunks(per_task).for_each(|chunk| {
             for &(i, panel) in chunk {
                 let out = addrs[i] as *mut f32;
@@ -170,7 +189,8 @@ pub fn gemm_parts(parts: &[&Packed], x: &[f32], kernels: Kernels) -> Vec<Vec<f32
                 // rows r0..r1 of that part's (m x n_i) output, alive until this function
                 // returns, so no two tasks write the same element; the kernels' CPU features
                 // were checked above.
-                unsafe { kernel_panel(kernels, parts[i], &rows, panel, r0, r1, out) }
+                let rows = rows_for(parts[i]).expect("quantized for its scheme");
+                unsafe { kernel_panel(kernels, parts[i], rows, panel, r0, r1, out) }
             }
         });
     }
@@ -198,6 +218,7 @@ unsafe fn kernel_panel(
     r1: usize,
     out: *mut f32,
 ) {
+    debug_assert_eq!(rows.scheme, w.format().scheme());
     match kernels {
         #[cfg(target_arch = "x86_64")]
         Kernels::Amx => amx::panel(w, rows, panel, r0, r1, out),

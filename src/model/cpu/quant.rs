@@ -17,13 +17,17 @@
 //! small integers) and are multiplied out in f32 when used, which is exact. So a Q4_K_M model
 //! takes in memory what it takes on disk.
 //!
-//! Inputs are quantized per block of 32 to signed bytes with an f16-rounded scale, as
-//! llama.cpp's Q8_1 (see [`Rows`]). A block's contribution to an output is then an exact
-//! integer dot product times `D * dx`, plus the zero or minimum correction from the input's
-//! block sum: the only rounding is in f32 after each block, in a fixed order. [`gemm_portable`]
-//! is that arithmetic in plain Rust; the AVX-512 kernel (`super::avx512`) does the same
-//! operations in the same order, so both give the same bits, and every output element is
-//! computed the same way whatever the number of rows in the call (batch invariance).
+//! Inputs are quantized to signed bytes ([`Rows`]) as llama.cpp quantizes them for the same
+//! formats: per block of 32 with an f16-rounded scale (its Q8_0 and Q8_1) for the 32-weight
+//! formats, and per super-block of 256 with an f32 scale (its Q8_K) for K-quants. A block's
+//! contribution to an output of a 32-weight format is then an exact integer dot product times
+//! `D * dx`, plus the zero or minimum correction from the input's block sum; a K-quant's
+//! blocks are first summed in integers with their small scales, so the only rounding is in
+//! f32 once per super-block. Either way the floats are formed in one fixed order.
+//! [`gemm_portable`] is that arithmetic in plain Rust; the SIMD kernels (`super::avx512`,
+//! `super::amx`) do the same operations in the same order, so all give the same bits, and
+//! every output element is computed the same way whatever the number of rows in the call
+//! (batch invariance).
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
@@ -34,7 +38,7 @@ pub const BLOCK: usize = 32;
 /// Output columns per panel: two vectors of 16 i32 lanes.
 pub const PANEL: usize = 32;
 /// Inputs per K-quant super-block (one `d` and `dmin`).
-const SUPER: usize = 256;
+pub const SUPER: usize = 256;
 
 /// The stored formats [`Packed`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -530,76 +534,136 @@ fn k_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
-/// Input rows quantized per block of 32: `x = d * q`.
+/// How input rows are quantized to bytes: per block of 32 with an f16-rounded scale, as
+/// llama.cpp's Q8_0 and Q8_1 (for the 32-weight formats), or per 256 with an f32 scale, as its
+/// Q8_K (for K-quants, whose scales then combine in integers over a whole super-block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Block,
+    Super,
+}
+
+impl Scheme {
+    /// Inputs per scale.
+    pub const fn unit(self) -> usize {
+        match self {
+            Scheme::Block => BLOCK,
+            Scheme::Super => SUPER,
+        }
+    }
+}
+
+impl Format {
+    /// How this format's inputs are quantized.
+    pub const fn scheme(self) -> Scheme {
+        if self.k_quant() {
+            Scheme::Super
+        } else {
+            Scheme::Block
+        }
+    }
+}
+
+/// Input rows quantized to bytes: `x = d * q`, one `d` per [`Scheme::unit`] inputs.
 pub struct Rows {
     pub(crate) m: usize,
+    pub(crate) scheme: Scheme,
     pub(crate) q: Vec<i8>,
+    /// Per unit: `d` (f16-rounded for [`Scheme::Block`]).
     pub(crate) d: Vec<f32>,
-    /// Sum of the block's `q`.
+    /// Per block of 32: the sum of its `q`.
     pub(crate) sum: Vec<i32>,
-    /// Sum of the block's first 16 `q` (Q6_K's scales change there).
+    /// Per block of 32: the sum of its first 16 `q` (Q6_K's scales change there).
     pub(crate) sum16: Vec<i32>,
-    /// `d * sum`, the block's sum in real units.
+    /// Per block of 32 ([`Scheme::Block`]): `d * sum`, f16-rounded as llama.cpp's Q8_1 keeps it.
     pub(crate) s: Vec<f32>,
-    /// `q` regrouped for tiles of 16 rows ([`Rows::tile`]): per group of 16 rows, per block,
-    /// 16 x 32 bytes; empty until asked for.
+    /// Per two blocks ([`Scheme::Super`]): their sums as two i16 in one i32 (low: the first),
+    /// for `vpdpwssd` against the K-quants' minimums.
+    pub(crate) pairs: Vec<i32>,
+    /// `q` regrouped for tiles of 16 rows ([`Rows::tile`]): per group of 16 rows, per 64
+    /// inputs, 16 x 64 bytes; empty until asked for.
     pub(crate) tiled: Vec<i8>,
 }
 
 impl Rows {
-    /// Quantizes `m` rows of `k` values (row-major). `k` must be a multiple of [`BLOCK`].
-    /// `simd`: use the AVX-512 rounding (same bytes, faster).
-    pub fn quantize(x: &[f32], k: usize, simd: bool) -> Self {
+    /// Quantizes `m` rows of `k` values (row-major). `k` must be a multiple of the scheme's
+    /// unit. `simd`: use the AVX-512 code (same bytes, faster).
+    pub fn quantize(x: &[f32], k: usize, scheme: Scheme, simd: bool) -> Self {
+        let unit = scheme.unit();
         assert!(
-            k.is_multiple_of(BLOCK) && x.len().is_multiple_of(k),
+            k.is_multiple_of(unit) && x.len().is_multiple_of(k),
             "quantized rows: bad shape"
         );
         let m = x.len() / k;
         let nb = m * k / BLOCK;
         let mut rows = Self {
             m,
+            scheme,
             q: vec![0; m * k],
-            d: vec![0.0; nb],
+            d: vec![0.0; m * k / unit],
             sum: vec![0; nb],
             sum16: vec![0; nb],
-            s: vec![0.0; nb],
+            s: Vec::new(),
+            pairs: Vec::new(),
             tiled: Vec::new(),
         };
-        const CHUNK: usize = 64 * BLOCK;
+        const CHUNK: usize = 8 * SUPER;
         let parts = rows
             .q
             .par_chunks_mut(CHUNK)
-            .zip(rows.d.par_chunks_mut(CHUNK / BLOCK))
+            .zip(rows.d.par_chunks_mut(CHUNK / unit))
             .zip(rows.sum.par_chunks_mut(CHUNK / BLOCK))
             .zip(rows.sum16.par_chunks_mut(CHUNK / BLOCK))
-            .zip(rows.s.par_chunks_mut(CHUNK / BLOCK))
             .zip(x.par_chunks(CHUNK));
-        parts.for_each(|(((((q, d), sum), sum16), s), x)| {
-            for (b, xb) in x.chunks_exact(BLOCK).enumerate() {
-                let qb = &mut q[b * BLOCK..][..BLOCK];
-                let db = quantize_block_with(xb, qb, simd);
-                let total: i32 = qb.iter().map(|&v| v as i32).sum();
-                sum16[b] = qb[..16].iter().map(|&v| v as i32).sum();
-                (d[b], sum[b], s[b]) = stored(db, total);
+        parts.for_each(|((((q, d), sum), sum16), x)| {
+            for ((xu, qu), du) in x.chunks_exact(unit).zip(q.chunks_exact_mut(unit)).zip(d) {
+                *du = match scheme {
+                    Scheme::Block => quantize_block_with(xu, qu, simd),
+                    Scheme::Super => quantize_super_with(xu, qu, simd),
+                };
+            }
+            for ((qb, s), s16) in q.chunks_exact(BLOCK).zip(sum).zip(sum16) {
+                *s = qb.iter().map(|&v| v as i32).sum();
+                *s16 = qb[..16].iter().map(|&v| v as i32).sum();
             }
         });
+        match scheme {
+            Scheme::Block => {
+                let f16 = |v: f32| f16::from_f32(v).to_f32();
+                for d in &mut rows.d {
+                    *d = f16(*d);
+                }
+                rows.s = rows
+                    .d
+                    .iter()
+                    .zip(&rows.sum)
+                    .map(|(&d, &sum)| f16(d * sum as f32))
+                    .collect();
+            }
+            Scheme::Super => {
+                rows.pairs = rows
+                    .sum
+                    .chunks_exact(2)
+                    .map(|s| (s[0] as i16 as u16 as i32) | (s[1] << 16))
+                    .collect();
+            }
+        }
         rows
     }
-}
 
-impl Rows {
-    /// Fills [`Rows::tiled`]: whole groups of 16 rows, each block's 16 x 32 bytes together, so
-    /// a tile of inputs is one contiguous 512-byte load.
+    /// Fills [`Rows::tiled`]: whole groups of 16 rows, each 64 inputs' 16 x 64 bytes together
+    /// (zero past the end of a row), so a tile of inputs is one contiguous 1 KB load.
     pub(crate) fn tile(&mut self) {
         let k = self.q.len() / self.m.max(1);
-        let nb = k / BLOCK;
+        let steps = k.div_ceil(STEP);
         let groups = self.m / 16;
-        let mut tiled = vec![0i8; groups * 16 * k];
+        let mut tiled = vec![0i8; groups * steps * 16 * STEP];
         for g in 0..groups {
-            for b in 0..nb {
+            for t in 0..steps {
+                let len = (k - t * STEP).min(STEP);
                 for r in 0..16 {
-                    let src = &self.q[(g * 16 + r) * k + b * BLOCK..][..BLOCK];
-                    tiled[((g * nb + b) * 16 + r) * BLOCK..][..BLOCK].copy_from_slice(src);
+                    let src = &self.q[(g * 16 + r) * k + t * STEP..][..len];
+                    tiled[((g * steps + t) * 16 + r) * STEP..][..len].copy_from_slice(src);
                 }
             }
         }
@@ -607,12 +671,8 @@ impl Rows {
     }
 }
 
-/// What is kept of a block's scale `d` and sum: llama.cpp stores `d` and `d * sum` as f16 (its
-/// Q8_0 and Q8_1), and so does this, so both sides multiply by the same numbers.
-fn stored(d: f32, sum: i32) -> (f32, i32, f32) {
-    let f16 = |v: f32| f16::from_f32(v).to_f32();
-    (f16(d), sum, f16(d * sum as f32))
-}
+/// Inputs per row of a tile of inputs ([`Rows::tile`]).
+pub const STEP: usize = 64;
 
 /// [`quantize_block`], with AVX-512 when `simd` (the same bytes).
 fn quantize_block_with(x: &[f32], q: &mut [i8], simd: bool) -> f32 {
@@ -639,6 +699,42 @@ pub(crate) fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
         *o = (v * id).round_ties_even() as i32 as i8;
     }
     d
+}
+
+/// [`quantize_super`], with AVX-512 when `simd` (the same bytes).
+fn quantize_super_with(x: &[f32], q: &mut [i8], simd: bool) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: callers pass `simd` only where the CPU has AVX-512 F.
+        return unsafe { super::avx512::quantize_super(x, q) };
+    }
+    let _ = simd;
+    quantize_super(x, q)
+}
+
+/// 256 values to bytes as llama.cpp's Q8_K does: the value of largest magnitude (the first
+/// such) maps to -127, `q = min(127, round(x * -127 / max))` with ties to even, `d = 1 / scale`
+/// in f32; returns `d`.
+pub(crate) fn quantize_super(x: &[f32], q: &mut [i8]) -> f32 {
+    if x.iter().any(|v| !v.is_finite()) {
+        q.fill(0);
+        return f32::NAN;
+    }
+    let (mut amax, mut max) = (0f32, 0f32);
+    for &v in x {
+        if v.abs() > amax {
+            (amax, max) = (v.abs(), v);
+        }
+    }
+    if amax == 0.0 {
+        q.fill(0);
+        return 0.0;
+    }
+    let iscale = -127.0 / max;
+    for (o, &v) in q.iter_mut().zip(x) {
+        *o = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+    }
+    1.0 / iscale
 }
 
 /// One panel's block of integers in the packed order `[g][half][lane * 4 + j]` (g in 0..8):
@@ -697,51 +793,65 @@ fn block_dots(u: &[u8; PANEL * BLOCK], xq: &[i8], dots: &mut [[i32; 2]; PANEL]) 
     }
 }
 
-/// Adds block `b`'s contribution to one output, in the kernels' order: `dot` is the block's
-/// integer dot products (first 16 inputs, last 16), `dd`/`mm` its `D` and `M` (two `D` for
-/// Q6_K), `at` the input block.
+/// Adds block `at`'s contribution to one output of a 32-weight format, in the kernels' order:
+/// `dot` the block's integer dot products (first 16 inputs, last 16), `dd`/`mm` its `D` and `M`.
 #[inline(always)]
 pub(crate) fn accumulate(
     f: Format,
     acc: f32,
     dot: [i32; 2],
-    dd: [f32; 2],
+    dd: f32,
     mm: f32,
     x: &Rows,
     at: usize,
 ) -> f32 {
-    let dx = x.d[at];
-    let z = f.zero();
-    if f.sub16() {
-        let (s0, s1) = (x.sum16[at], x.sum[at] - x.sum16[at]);
-        let acc = ((dot[0] - z * s0) as f32).mul_add(dd[0] * dx, acc);
-        return ((dot[1] - z * s1) as f32).mul_add(dd[1] * dx, acc);
-    }
-    let total = dot[0] + dot[1];
-    let acc = ((total - z * x.sum[at]) as f32).mul_add(dd[0] * dx, acc);
+    let total = dot[0] + dot[1] - f.zero() * x.sum[at];
+    let acc = (total as f32).mul_add(dd * x.d[at], acc);
     if f.has_min() {
-        (-mm).mul_add(min_sum(f, x, at), acc)
+        (-mm).mul_add(x.s[at], acc)
     } else {
         acc
     }
 }
 
-/// The input block's sum in real units for the minimum term: f16-rounded for Q4_1/Q5_1, as
-/// llama.cpp's Q8_1 stores it, exact in f32 for K-quants, whose llama.cpp kernels multiply
-/// integer sums (rounding it moved the test model's logits by a full unit against llama.cpp).
+/// Block `at`'s integer terms for one K-quant output: the dot product times the block's small
+/// scale(s) with Q6_K's zero taken out, and the block's minimum times the input's sum. `dot` is
+/// [`block_dots`]'s pair, `a` and `b` the block's two small scales (sc and m, or Q6_K's two).
 #[inline(always)]
-pub(crate) fn min_sum(f: Format, x: &Rows, at: usize) -> f32 {
-    if f.k_quant() {
-        x.d[at] * x.sum[at] as f32
+pub(crate) fn super_terms(
+    f: Format,
+    dot: [i32; 2],
+    a: u8,
+    b: u8,
+    x: &Rows,
+    at: usize,
+) -> (i32, i32) {
+    if f.sub16() {
+        let (s0, s1) = (x.sum16[at], x.sum[at] - x.sum16[at]);
+        let z = f.zero();
+        let t = (a as i8 as i32) * (dot[0] - z * s0) + (b as i8 as i32) * (dot[1] - z * s1);
+        (t, 0)
     } else {
-        x.s[at]
+        (a as i32 * (dot[0] + dot[1]), b as i32 * x.sum[at])
+    }
+}
+
+/// Adds a K-quant super-block's integer sums to one output, in the kernels' order: `d` and
+/// `dmin` the weights' f16 scales, `dx` the input's.
+#[inline(always)]
+pub(crate) fn finish(f: Format, acc: f32, sums: (i32, i32), d: f32, dmin: f32, dx: f32) -> f32 {
+    let acc = (sums.0 as f32).mul_add(d * dx, acc);
+    if f.has_min() {
+        (-(sums.1 as f32)).mul_add(dmin * dx, acc)
+    } else {
+        acc
     }
 }
 
 /// `x (m, k) * w^T -> (m, n)` row-major in plain Rust: the reference the SIMD kernels are
 /// checked against bit for bit.
 pub fn gemm_portable(w: &Packed, x: &[f32]) -> Vec<f32> {
-    let rows = Rows::quantize(x, w.k, false);
+    let rows = Rows::quantize(x, w.k, w.format.scheme(), false);
     let mut out = vec![0f32; rows.m * w.n];
     for p in 0..w.panels() {
         // SAFETY: `out` is the (m x n) output.
@@ -778,6 +888,9 @@ pub unsafe fn panel_avx2(w: &Packed, rows: &Rows, p: usize, r0: usize, r1: usize
 /// Rows r0..r1 of one panel's 32 columns, written into `out` (m x n).
 #[inline(always)]
 unsafe fn panel(w: &Packed, rows: &Rows, p: usize, r0: usize, r1: usize, out: *mut f32) {
+    if w.format.k_quant() {
+        return panel_super(w, rows, p, r0, r1, out);
+    }
     let f = w.format;
     let nb = w.blocks();
     let (lb, hb) = (f.low_bytes(), f.high_bytes());
@@ -786,14 +899,12 @@ unsafe fn panel(w: &Packed, rows: &Rows, p: usize, r0: usize, r1: usize, out: *m
     let mut dots = [[0i32; 2]; PANEL];
     let mut u = [0u8; PANEL * BLOCK];
     let cols = (w.n - p * PANEL).min(PANEL);
-    let mut scales = [([0f32; 2], 0f32); PANEL];
+    let mut scales = [(0f32, 0f32); PANEL];
     for b in 0..nb {
         let base = p * nb + b;
         unpack(f, &w.low[base * lb..], &w.high[base * hb..], &mut u);
         for (c, s) in scales.iter_mut().enumerate().take(cols) {
-            let (d0, m) = w.scales(p * PANEL + c, b, 0);
-            let (d1, _) = w.scales(p * PANEL + c, b, 1);
-            *s = ([d0, d1], m);
+            *s = w.scales(p * PANEL + c, b, 0);
         }
         for r in 0..m {
             let xq = &rows.q[(r0 + r) * w.k + b * BLOCK..][..BLOCK];
@@ -804,7 +915,57 @@ unsafe fn panel(w: &Packed, rows: &Rows, p: usize, r0: usize, r1: usize, out: *m
             }
         }
     }
-    for r in 0..m {
+    store(w, p, r0, r1, &acc, out);
+}
+
+/// [`panel`] for K-quants: integer sums over each super-block, then [`finish`].
+#[inline(always)]
+unsafe fn panel_super(w: &Packed, rows: &Rows, p: usize, r0: usize, r1: usize, out: *mut f32) {
+    let f = w.format;
+    let nb = w.blocks();
+    let (per, ns) = (SUPER / BLOCK, w.k / SUPER);
+    let (lb, hb) = (f.low_bytes(), f.high_bytes());
+    let m = r1 - r0;
+    let cols = (w.n - p * PANEL).min(PANEL);
+    let mut acc = vec![0f32; m * PANEL];
+    let mut sums = vec![(0i32, 0i32); m * PANEL];
+    let mut dots = [[0i32; 2]; PANEL];
+    let mut u = [0u8; PANEL * BLOCK];
+    for s in 0..ns {
+        sums.fill((0, 0));
+        for b in s * per..(s + 1) * per {
+            let base = p * nb + b;
+            unpack(f, &w.low[base * lb..], &w.high[base * hb..], &mut u);
+            let sc = &w.sc[base * 2 * PANEL..][..2 * PANEL];
+            for r in 0..m {
+                let at = (r0 + r) * nb + b;
+                block_dots(&u, &rows.q[at * BLOCK..][..BLOCK], &mut dots);
+                for c in 0..cols {
+                    let (t, tm) = super_terms(f, dots[c], sc[c], sc[PANEL + c], rows, at);
+                    let e = &mut sums[r * PANEL + c];
+                    *e = (e.0 + t, e.1 + tm);
+                }
+            }
+        }
+        for c in 0..cols {
+            let at = (p * ns + s) * PANEL + c;
+            let d = w.d[at].to_f32();
+            let dmin = if f.has_min() { w.m[at].to_f32() } else { 0.0 };
+            for r in 0..m {
+                let dx = rows.d[(r0 + r) * ns + s];
+                let a = &mut acc[r * PANEL + c];
+                *a = finish(f, *a, sums[r * PANEL + c], d, dmin, dx);
+            }
+        }
+    }
+    store(w, p, r0, r1, &acc, out);
+}
+
+/// Rows r0..r1 of a panel's outputs (`acc`, 32 per row) into `out` (m x n).
+#[inline(always)]
+unsafe fn store(w: &Packed, p: usize, r0: usize, r1: usize, acc: &[f32], out: *mut f32) {
+    let cols = (w.n - p * PANEL).min(PANEL);
+    for r in 0..r1 - r0 {
         let dst = out.add((r0 + r) * w.n + p * PANEL);
         std::ptr::copy_nonoverlapping(acc[r * PANEL..].as_ptr(), dst, cols);
     }

@@ -191,3 +191,40 @@ fn a_row_gets_the_same_bits_alone_or_among_others() {
         }
     }
 }
+
+#[test]
+fn super_blocks_are_quantized_as_llamacpp_q8_k() {
+    use super::quant::quantize_super;
+    // The first value of largest magnitude sets the scale with its sign (-127 / -127 = 1 here):
+    // it maps to -127, the later +127 to +127, and halves round to even.
+    let mut x = vec![0.5f32; 256];
+    x[5] = -127.0;
+    x[100] = 127.0;
+    x[7] = 2.5;
+    x[8] = -3.5;
+    let mut q = vec![0i8; 256];
+    let d = quantize_super(&x, &mut q);
+    assert_eq!(d, 1.0);
+    assert_eq!((q[5], q[100], q[0], q[7], q[8]), (-127, 127, 0, 2, -4));
+    (x[5], x[100], x[7], x[8]) = (-2.0, 2.0, 0.5, 0.5);
+    let d = quantize_super(&x, &mut q);
+    assert_eq!(d, 1.0 / (-127.0f32 / -2.0));
+    assert_eq!((q[5], q[100], q[0]), (-127, 127, 32));
+    // All zeros: scale 0, bytes 0.
+    let d = quantize_super(&[0.0; 256], &mut q);
+    assert_eq!((d, q.iter().all(|&v| v == 0)), (0.0, true));
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        for seed in 0..20usize {
+            let x: Vec<f32> = inputs(1, 256 + seed)[seed..seed + 256].to_vec();
+            let mut fast = vec![0i8; 256];
+            // SAFETY: AVX-512 is available (checked above).
+            let df = unsafe { super::avx512::quantize_super(&x, &mut fast) };
+            assert_eq!(
+                (df.to_bits(), &fast),
+                (quantize_super(&x, &mut q).to_bits(), &q),
+                "seed {seed}"
+            );
+        }
+    }
+}
