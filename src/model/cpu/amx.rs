@@ -182,7 +182,6 @@ unsafe fn tiles(w: &Packed, x: &Rows, p: usize, r0: usize, groups: usize, out: *
         } else {
             a
         };
-        let d = dots.0.as_mut_ptr() as *mut u8;
         asm!(
             "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
             "tileloadd tmm4, [{a} + {s}*1]",
@@ -193,23 +192,15 @@ unsafe fn tiles(w: &Packed, x: &Rows, p: usize, r0: usize, groups: usize, out: *
             "tdpbsud tmm1, tmm4, tmm7",
             "tdpbsud tmm2, tmm5, tmm6",
             "tdpbsud tmm3, tmm5, tmm7",
-            "tilestored [{d0} + {ds}*1], tmm0",
-            "tilestored [{d1} + {ds}*1], tmm1",
-            "tilestored [{d2} + {ds}*1], tmm2",
-            "tilestored [{d3} + {ds}*1], tmm3",
             a = in(reg) a,
             a2 = in(reg) a2,
             s = in(reg) STEP,
             w0 = in(reg) ints,
             w1 = in(reg) ints.add(64),
             ws = in(reg) 128usize,
-            d0 = in(reg) d,
-            d1 = in(reg) d.add(1024),
-            d2 = in(reg) d.add(2048),
-            d3 = in(reg) d.add(3072),
-            ds = in(reg) 64usize,
             options(nostack),
         );
+        store_dots(dots.0.as_mut_ptr());
         let sc = [block_scales(w, p, b, 0), block_scales(w, p, b, 1)];
         for g in 0..groups {
             for (i, a) in acc[g * ROWS..(g + 1) * ROWS].iter_mut().enumerate() {
@@ -222,6 +213,23 @@ unsafe fn tiles(w: &Packed, x: &Rows, p: usize, r0: usize, groups: usize, out: *
         }
     }
     store_rows(w, p, r0, &acc[..groups * ROWS], out);
+}
+
+/// Stores tiles 0-3 (16 rows x 16 i32 each) one after another from `d` (4 KB).
+#[inline(always)]
+unsafe fn store_dots(d: *mut i32) {
+    asm!(
+        "tilestored [{d0} + {ds}*1], tmm0",
+        "tilestored [{d1} + {ds}*1], tmm1",
+        "tilestored [{d2} + {ds}*1], tmm2",
+        "tilestored [{d3} + {ds}*1], tmm3",
+        d0 = in(reg) d,
+        d1 = in(reg) d.add(256),
+        d2 = in(reg) d.add(512),
+        d3 = in(reg) d.add(768),
+        ds = in(reg) 64usize,
+        options(nostack),
+    );
 }
 
 /// Bytes of one tile.
@@ -280,40 +288,23 @@ unsafe fn super_panel(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usize, out:
     asm!("tilerelease", options(nostack, nomem));
 }
 
-/// Where the low (`high` = 0) or high (1) byte of each weight's 16-bit product lies in a pair
-/// of vectors from `vpmaddubsw`: the even bytes' products (first vector), the odd bytes' (second).
-const fn product_bytes(high: u8) -> [u8; 64] {
+/// The byte-index vectors of [`super_weights`], by `kind`:
+/// - 0 and 1: where the low (0) or high (1) byte of each weight's 16-bit product lies in a pair
+///   of `vpmaddubsw` results (the even bytes' products first, then the odd bytes');
+/// - 2: byte `p` is `p / 4`, the column of byte `p` of a row of 16 columns x 4 inputs;
+/// - 3: 16-bit word `i` is `i / 2` (little-endian), the column of either product's word `i`.
+const fn index_table(kind: u8) -> [u8; 64] {
     let mut idx = [0u8; 64];
     let mut p = 0;
     while p < 64 {
-        idx[p] = if p % 2 == 0 {
-            p as u8 + high
-        } else {
-            64 + p as u8 - 1 + high
+        idx[p] = match kind {
+            0 | 1 if p % 2 == 0 => p as u8 + kind,
+            0 | 1 => 64 + p as u8 - 1 + kind,
+            2 => (p / 4) as u8,
+            _ if p % 2 == 0 => (p / 4) as u8,
+            _ => 0,
         };
         p += 1;
-    }
-    idx
-}
-
-/// Byte `p` is `p / 4`: the column of byte `p` of a row of 16 columns x 4 inputs.
-const fn column_of_byte() -> [u8; 64] {
-    let mut idx = [0u8; 64];
-    let mut p = 0;
-    while p < 64 {
-        idx[p] = (p / 4) as u8;
-        p += 1;
-    }
-    idx
-}
-
-/// Word `i` is `i / 2`.
-const fn column_of_word() -> [u16; 32] {
-    let mut idx = [0u16; 32];
-    let mut i = 0;
-    while i < 32 {
-        idx[i] = (i / 2) as u16;
-        i += 1;
     }
     idx
 }
@@ -327,10 +318,8 @@ unsafe fn super_weights(w: &Packed, (p, half): (usize, usize), s: usize, buf: &m
     let f = w.format();
     let nb = w.blocks();
     let (lb, hb) = (f.low_bytes(), f.high_bytes());
-    let lo_idx = _mm512_loadu_si512(product_bytes(0).as_ptr() as *const _);
-    let hi_idx = _mm512_loadu_si512(product_bytes(1).as_ptr() as *const _);
-    let by_byte = _mm512_loadu_si512(column_of_byte().as_ptr() as *const _);
-    let by_word = _mm512_loadu_si512(column_of_word().as_ptr() as *const _);
+    let table = |kind| _mm512_loadu_si512(index_table(kind).as_ptr() as *const _);
+    let (lo_idx, hi_idx, by_byte, by_word) = (table(0), table(1), table(2), table(3));
     // For `vpmaddubsw`: the scale of each byte's column in the even bytes (odd bytes 0), the
     // same in the odd bytes, and (Q6_K) `zero * scale` per word of either product.
     let pattern = |sc: *const u8| {
@@ -422,7 +411,6 @@ unsafe fn super_rows(
     // Written by the tile stores before every read.
     let mut dots = std::mem::MaybeUninit::<Dots>::uninit();
     let dots = &mut *dots.as_mut_ptr();
-    let d = dots.0.as_mut_ptr() as *mut u8;
     asm!(
         "tilezero tmm0",
         "tilezero tmm1",
@@ -466,18 +454,7 @@ unsafe fn super_rows(
             );
         }
     }
-    asm!(
-        "tilestored [{d0} + {ds}*1], tmm0",
-        "tilestored [{d1} + {ds}*1], tmm1",
-        "tilestored [{d2} + {ds}*1], tmm2",
-        "tilestored [{d3} + {ds}*1], tmm3",
-        d0 = in(reg) d,
-        d1 = in(reg) d.add(1024),
-        d2 = in(reg) d.add(2048),
-        d3 = in(reg) d.add(3072),
-        ds = in(reg) 64usize,
-        options(nostack),
-    );
+    store_dots(dots.0.as_mut_ptr());
     let f = w.format();
     for g in 0..groups {
         let (lo, hi) = (

@@ -617,10 +617,7 @@ impl Rows {
             .zip(x.par_chunks(CHUNK));
         parts.for_each(|((((q, d), sum), sum16), x)| {
             for ((xu, qu), du) in x.chunks_exact(unit).zip(q.chunks_exact_mut(unit)).zip(d) {
-                *du = match scheme {
-                    Scheme::Block => quantize_block_with(xu, qu, simd),
-                    Scheme::Super => quantize_super_with(xu, qu, simd),
-                };
+                *du = quantize_unit(scheme, xu, qu, simd);
             }
             for ((qb, s), s16) in q.chunks_exact(BLOCK).zip(sum).zip(sum16) {
                 *s = qb.iter().map(|&v| v as i32).sum();
@@ -674,15 +671,24 @@ impl Rows {
 /// Inputs per row of a tile of inputs ([`Rows::tile`]).
 pub const STEP: usize = 64;
 
-/// [`quantize_block`], with AVX-512 when `simd` (the same bytes).
-fn quantize_block_with(x: &[f32], q: &mut [i8], simd: bool) -> f32 {
+/// One unit of `scheme` ([`quantize_block`] or [`quantize_super`]), with AVX-512 when `simd`
+/// (the same bytes); returns `d`.
+fn quantize_unit(scheme: Scheme, x: &[f32], q: &mut [i8], simd: bool) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if simd {
         // SAFETY: callers pass `simd` only where the CPU has AVX-512 F.
-        return unsafe { super::avx512::quantize_block(x, q) };
+        return unsafe {
+            match scheme {
+                Scheme::Block => super::avx512::quantize_block(x, q),
+                Scheme::Super => super::avx512::quantize_super(x, q),
+            }
+        };
     }
     let _ = simd;
-    quantize_block(x, q)
+    match scheme {
+        Scheme::Block => quantize_block(x, q),
+        Scheme::Super => quantize_super(x, q),
+    }
 }
 
 /// One block of 32 values to bytes, rounding to nearest (ties to even); returns `d`.
@@ -699,17 +705,6 @@ pub(crate) fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
         *o = (v * id).round_ties_even() as i32 as i8;
     }
     d
-}
-
-/// [`quantize_super`], with AVX-512 when `simd` (the same bytes).
-fn quantize_super_with(x: &[f32], q: &mut [i8], simd: bool) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if simd {
-        // SAFETY: callers pass `simd` only where the CPU has AVX-512 F.
-        return unsafe { super::avx512::quantize_super(x, q) };
-    }
-    let _ = simd;
-    quantize_super(x, q)
 }
 
 /// 256 values to bytes as llama.cpp's Q8_K does: the value of largest magnitude (the first
