@@ -67,6 +67,11 @@ pub enum LoadError {
     Tokenizer { path: PathBuf, message: String },
 }
 
+/// `text` up to its first line break.
+pub(crate) fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").trim_end().to_string()
+}
+
 impl LoadError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         LoadError::Io {
@@ -74,10 +79,12 @@ impl LoadError {
             source,
         }
     }
+    /// The first line of `e` only: candle's errors carry a backtrace after it when
+    /// `RUST_BACKTRACE` is set, which is not for users.
     pub(crate) fn format(path: &Path, e: impl std::fmt::Display) -> Self {
         LoadError::Format {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: first_line(&e.to_string()),
         }
     }
     pub(crate) fn missing(path: &Path, key: &str) -> Self {
@@ -90,7 +97,7 @@ impl LoadError {
         LoadError::Tensor {
             path: path.to_path_buf(),
             name: name.to_string(),
-            message: e.to_string(),
+            message: first_line(&e.to_string()),
         }
     }
 }
@@ -205,7 +212,7 @@ pub fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer, LoadError> {
     };
     result.map_err(|e| LoadError::Tokenizer {
         path: from.clone(),
-        message: e.to_string(),
+        message: first_line(&e.to_string()),
     })
 }
 

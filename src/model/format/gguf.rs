@@ -19,7 +19,47 @@ use crate::model::LoadError;
 /// Opens a GGUF file and reads its header (metadata and tensor index, not the weights).
 pub fn read_content(path: &Path) -> Result<Content, LoadError> {
     let mut file = File::open(path).map_err(|e| LoadError::io(path, e))?;
-    Content::read(&mut file).map_err(|e| LoadError::format(path, e))
+    let len = file.metadata().map_err(|e| LoadError::io(path, e))?.len();
+    let content = Content::read(&mut file).map_err(|e| LoadError::format(path, e))?;
+    // Every tensor must lie inside the file: a cut-off download fails here, by name, rather
+    // than deep inside a read (and a hostile header cannot ask for a huge allocation).
+    for (name, t) in &content.tensor_infos {
+        let dtype = t.ggml_dtype;
+        let bytes = t
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .map(|n| n / dtype.block_size() * dtype.type_size())
+            .and_then(|b| u64::try_from(b).ok());
+        let end = bytes.and_then(|b| {
+            (content.tensor_data_offset)
+                .checked_add(t.offset)?
+                .checked_add(b)
+        });
+        match end {
+            Some(end) if end <= len => {}
+            Some(end) => {
+                return Err(LoadError::format(
+                    path,
+                    format!(
+                        "truncated: tensor `{name}` ends at byte {end} but the file has {len} \
+                         bytes; hint: download it again (`personas download` checks the sha256)"
+                    ),
+                ))
+            }
+            None => {
+                return Err(LoadError::format(
+                    path,
+                    format!(
+                        "tensor `{name}` has an impossible size {:?}",
+                        t.shape.dims()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(content)
 }
 
 struct Meta<'a> {
@@ -38,6 +78,18 @@ impl Meta<'_> {
             .get(key)
             .ok_or_else(|| LoadError::missing(self.path, &format!("{}.{key}", self.arch)))?;
         value_usize(v).ok_or_else(|| LoadError::missing(self.path, &format!("{}.{key}", self.arch)))
+    }
+
+    /// A count that must be at least 1 (a 0 would divide by zero or make an empty model).
+    fn positive(&self, key: &str) -> Result<usize, LoadError> {
+        match self.usize(key)? {
+            0 => Err(self.invalid(format!("`{}.{key}` is 0", self.arch))),
+            n => Ok(n),
+        }
+    }
+
+    fn invalid(&self, message: String) -> LoadError {
+        LoadError::format(self.path, message)
     }
 
     fn opt_f64(&self, key: &str) -> Option<f64> {
@@ -82,10 +134,30 @@ pub fn config(content: &Content, path: &Path, device: &Device) -> Result<Config,
         arch,
         path,
     };
-    let hidden = meta.usize("embedding_length")?;
-    let heads = meta.usize("attention.head_count")?;
-    let kv_heads = meta.usize("attention.head_count_kv").unwrap_or(heads);
-    let head_dim = meta.usize("attention.key_length").unwrap_or(hidden / heads);
+    let hidden = meta.positive("embedding_length")?;
+    let heads = meta.positive("attention.head_count")?;
+    let kv_heads = match meta.get("attention.head_count_kv") {
+        Some(_) => meta.positive("attention.head_count_kv")?,
+        None => heads,
+    };
+    if !heads.is_multiple_of(kv_heads) {
+        return Err(meta.invalid(format!(
+            "`{arch}.attention.head_count` ({heads}) is not a multiple of \
+             `{arch}.attention.head_count_kv` ({kv_heads})",
+            arch = meta.arch
+        )));
+    }
+    let head_dim = match meta.get("attention.key_length") {
+        Some(_) => meta.positive("attention.key_length")?,
+        None if hidden.is_multiple_of(heads) => hidden / heads,
+        None => {
+            return Err(meta.invalid(format!(
+                "`{arch}.embedding_length` ({hidden}) is not a multiple of \
+                 `{arch}.attention.head_count` ({heads})",
+                arch = meta.arch
+            )))
+        }
+    };
     let vocab = match meta.usize("vocab_size") {
         Ok(v) => v,
         Err(_) => content
@@ -113,9 +185,9 @@ pub fn config(content: &Content, path: &Path, device: &Device) -> Result<Config,
     };
     Ok(Config {
         hidden_size: hidden,
-        intermediate_size: meta.usize("feed_forward_length")?,
+        intermediate_size: meta.positive("feed_forward_length")?,
         vocab_size: vocab,
-        num_hidden_layers: meta.usize("block_count")?,
+        num_hidden_layers: meta.positive("block_count")?,
         num_attention_heads: heads,
         num_key_value_heads: kv_heads,
         head_dim,
