@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = personas::cli::Cli::parse();
+    let cli = match personas::cli::parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match personas::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -96,24 +96,50 @@ pub struct ModelArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SamplingArgs {
     /// 0 is greedy.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, value_parser = at_least_zero)]
     pub temperature: f32,
     /// 0 disables top-k.
     #[arg(long, default_value_t = 40)]
     pub top_k: usize,
     /// 1 disables top-p.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, value_parser = above_zero_at_most_one)]
     pub top_p: f32,
     /// 0 disables min-p.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = zero_to_one)]
     pub min_p: f32,
     /// Penalize tokens already generated (off unless given; 1.1 is a common value).
-    #[arg(long)]
+    #[arg(long, value_parser = above_zero)]
     pub repeat_penalty: Option<f32>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
+}
+
+/// A finite number within the bounds `ok` checks, described by `range` when it is not.
+fn number_in(s: &str, ok: impl Fn(f32) -> bool, range: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v.is_finite() && ok(v) {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` is out of range: expected {range}"))
+    }
+}
+
+fn at_least_zero(s: &str) -> Result<f32, String> {
+    number_in(s, |v| v >= 0.0, "0 or more")
+}
+
+fn above_zero(s: &str) -> Result<f32, String> {
+    number_in(s, |v| v > 0.0, "more than 0")
+}
+
+fn zero_to_one(s: &str) -> Result<f32, String> {
+    number_in(s, |v| (0.0..=1.0).contains(&v), "0 to 1")
+}
+
+fn above_zero_at_most_one(s: &str) -> Result<f32, String> {
+    number_in(s, |v| v > 0.0 && v <= 1.0, "more than 0 and at most 1")
 }
 
 impl SamplingArgs {
@@ -128,6 +154,44 @@ impl SamplingArgs {
             max_tokens: self.max_tokens,
         }
     }
+}
+
+/// Parses the command line. Help and version print as clap prints them; a usage error is one
+/// line, `error: ...` with clap's tip (if any) as its hint, and exit status 2.
+pub fn parse() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    use clap::Parser;
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            _ => {
+                eprintln!("{}", one_line_usage_error(&e.to_string()));
+                Err(ExitCode::from(2))
+            }
+        },
+    }
+}
+
+/// clap's rendered error (`error: ...`, tips, usage) as one line: the message, then its first
+/// tip as a hint.
+fn one_line_usage_error(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut line = lines
+        .next()
+        .unwrap_or("error: bad command line")
+        .to_string();
+    if !line.starts_with("error:") {
+        line = format!("error: {line}");
+    }
+    if let Some(tip) = lines.find_map(|l| l.strip_prefix("tip:")) {
+        line.push_str(&format!("; hint: {}", tip.trim()));
+    } else {
+        line.push_str("; hint: see `personas --help`");
+    }
+    line
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

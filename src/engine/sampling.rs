@@ -191,7 +191,8 @@ pub fn candidates(
     }
     if params.min_p > 0.0 {
         let top = items.iter().map(|i| i.1).fold(0.0f32, f32::max);
-        let floor = top * params.min_p;
+        // At most the top token's own probability: something is always left to draw.
+        let floor = top * params.min_p.min(1.0);
         items.retain(|item| item.1 >= floor);
     }
     let total: f32 = items.iter().map(|i| i.1).sum();
@@ -262,6 +263,15 @@ mod tests {
             assert!((a - b).abs() < 1e-6, "{p:?}");
         }
         assert_eq!(c.iter().map(|x| x.0).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn min_p_at_or_past_one_keeps_the_top_token() {
+        let logits = [0.5f32, 3.0, 1.0, 3.0 - 1e-3];
+        for min_p in [1.0, 1.5] {
+            let c = candidates(&logits, &params(1.0, 0, 1.0, min_p), &[], None);
+            assert_eq!(c, vec![(1, 1.0)], "min_p {min_p}");
+        }
     }
 
     #[test]
