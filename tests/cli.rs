@@ -472,6 +472,88 @@ fn error_unknown_field_in_models_file() {
     assert_contains(&err, "hint:");
 }
 
+/// The test model with metadata key `key` (a u32) set to `value`, written under `dir`.
+fn model_with(dir: &std::path::Path, key: &str, value: u32) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(gguf()).unwrap();
+    // A GGUF key is its u64 length and its bytes, then the value type (4 = u32), then the value.
+    let mut needle = (key.len() as u64).to_le_bytes().to_vec();
+    needle.extend_from_slice(key.as_bytes());
+    needle.extend_from_slice(&4u32.to_le_bytes());
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap_or_else(|| panic!("no u32 `{key}` in the test model"))
+        + needle.len();
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    let path = dir.join(format!("{key}-{value}.gguf"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn error_broken_model_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let next_token = |path: &std::path::Path| {
+        // A backtrace must not reach the user even when asked for.
+        error_of(personas().env("RUST_BACKTRACE", "1").args([
+            "next-token",
+            "--model",
+            path.to_str().unwrap(),
+            "x",
+        ]))
+    };
+    // Cut off in the tensor data, as an interrupted download leaves it.
+    let whole = std::fs::read(gguf()).unwrap();
+    let cut = dir.path().join("cut.gguf");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let err = next_token(&cut);
+    assert_contains(&err, "not a valid model file: truncated: tensor `");
+    assert_contains(&err, "hint: download it again");
+    // Cut off in the header.
+    std::fs::write(&cut, &whole[..100_000]).unwrap();
+    assert_contains(&next_token(&cut), "not a valid model file");
+    // Not a GGUF at all.
+    let text = dir.path().join("text.gguf");
+    std::fs::write(&text, "hello, I am not a model\n").unwrap();
+    assert_contains(&next_token(&text), "not a valid model file: unknown magic");
+    // Headers that would divide by zero or make an empty model.
+    for key in [
+        "llama.attention.head_count",
+        "llama.attention.head_count_kv",
+        "llama.block_count",
+        "llama.embedding_length",
+        "llama.feed_forward_length",
+    ] {
+        let err = next_token(&model_with(dir.path(), key, 0));
+        assert_contains(&err, &format!("not a valid model file: `{key}` is 0"));
+    }
+    // The test model has 9 query heads: they cannot share 2 key-value heads.
+    let err = next_token(&model_with(dir.path(), "llama.attention.head_count_kv", 2));
+    assert_contains(
+        &err,
+        "is not a multiple of `llama.attention.head_count_kv` (2)",
+    );
+}
+
+#[test]
+fn error_out_of_range_sampling_options() {
+    for (flag, value, range) in [
+        ("--min-p", "1.5", "expected 0 to 1"),
+        ("--top-p", "0", "expected more than 0 and at most 1"),
+        ("--temperature", "-1", "expected 0 or more"),
+        ("--temperature", "nan", "expected 0 or more"),
+        ("--repeat-penalty", "0", "expected more than 0"),
+    ] {
+        let err = error_of(personas().args(["ask", &format!("{flag}={value}"), "x"]));
+        assert_contains(&err, &format!("for '{flag} <"));
+        assert_contains(&err, range);
+        assert_contains(&err, "hint:");
+    }
+    let err = error_of(personas().args(["ask", "--temprature", "1", "x"]));
+    assert_contains(&err, "unexpected argument '--temprature'");
+    assert_contains(&err, "hint:");
+}
+
 // 6. models.
 
 #[test]
