@@ -247,10 +247,10 @@ const CHUNK: usize = 192;
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,f16c")]
 unsafe fn super_panel(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usize, out: *mut f32) {
     #[repr(align(64))]
-    struct Weights([[u8; 2 * STEPS * TILE]; 2]);
-    // Written by `super_weights` before every read.
+    struct Weights(#[allow(dead_code)] [[u8; 2 * STEPS * TILE]; 2]); // storage only
+                                                                     // Written by `super_weights` before every read, through raw pointers only.
     let mut buf = std::mem::MaybeUninit::<Weights>::uninit();
-    let buf = &mut (*buf.as_mut_ptr()).0;
+    let buf = buf.as_mut_ptr() as *mut u8;
     let mut acc = [[_mm512_setzero_ps(); CHUNK]; 2];
     let halves = if p * PANEL + 16 < w.n() { 2 } else { 1 };
     let cfg = config(STEP as u16);
@@ -261,7 +261,8 @@ unsafe fn super_panel(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usize, out:
             a[..c1 - c0].fill(_mm512_setzero_ps());
         }
         for s in 0..w.k() / SUPER {
-            for (half, (b, a)) in buf.iter_mut().zip(&mut acc).enumerate().take(halves) {
+            for (half, a) in acc.iter_mut().enumerate().take(halves) {
+                let b = buf.add(half * 2 * STEPS * TILE);
                 super_weights(w, (p, half), s, b);
                 let sc = super_scales(w, p, s, half);
                 let mut r = c0;
@@ -314,7 +315,7 @@ const fn index_table(kind: u8) -> [u8; 64] {
 /// `buf[t * TILE]`) and one of high bytes (at `buf[(STEPS + t) * TILE]`), row `r` holding
 /// inputs `4r..4r + 4` of the 16 columns.
 #[inline(always)]
-unsafe fn super_weights(w: &Packed, (p, half): (usize, usize), s: usize, buf: &mut [u8]) {
+unsafe fn super_weights(w: &Packed, (p, half): (usize, usize), s: usize, out: *mut u8) {
     let f = w.format();
     let nb = w.blocks();
     let (lb, hb) = (f.low_bytes(), f.high_bytes());
@@ -341,7 +342,6 @@ unsafe fn super_weights(w: &Packed, (p, half): (usize, usize), s: usize, buf: &m
         !f.sub16() || f.zero() == 32,
         "the shift by 5 is Q6_K's zero"
     );
-    let out = buf.as_mut_ptr();
     let per = SUPER / BLOCK;
     for b in s * per..(s + 1) * per {
         let base = p * nb + b;
@@ -401,16 +401,16 @@ unsafe fn super_rows(
     r0: usize,
     groups: usize,
     s: usize,
-    buf: &[u8],
+    buf: *const u8,
     sc: &(__m512, __m512, [__m512i; 4]),
     acc: &mut [__m512],
 ) {
     // Sums out of the tiles: [group][low, high][16 rows][16 columns].
     #[repr(align(64))]
-    struct Dots([i32; 4 * ROWS * 16]);
-    // Written by the tile stores before every read.
+    struct Dots(#[allow(dead_code)] [i32; 4 * ROWS * 16]); // storage only
+                                                           // Written by the tile stores before every read, through raw pointers only.
     let mut dots = std::mem::MaybeUninit::<Dots>::uninit();
-    let dots = &mut *dots.as_mut_ptr();
+    let dots = dots.as_mut_ptr() as *mut i32;
     asm!(
         "tilezero tmm0",
         "tilezero tmm1",
@@ -419,8 +419,8 @@ unsafe fn super_rows(
         options(nostack, nomem)
     );
     for t in 0..STEPS {
-        let lo = buf.as_ptr().add(t * TILE);
-        let hi = buf.as_ptr().add((STEPS + t) * TILE);
+        let lo = buf.add(t * TILE);
+        let hi = buf.add((STEPS + t) * TILE);
         let a = inputs(x, r0 / ROWS, s * STEPS + t);
         if groups == 2 {
             asm!(
@@ -454,13 +454,10 @@ unsafe fn super_rows(
             );
         }
     }
-    store_dots(dots.0.as_mut_ptr());
+    store_dots(dots);
     let f = w.format();
     for g in 0..groups {
-        let (lo, hi) = (
-            dots.0.as_ptr().add(2 * g * 256),
-            dots.0.as_ptr().add((2 * g + 1) * 256),
-        );
+        let (lo, hi) = (dots.add(2 * g * 256), dots.add((2 * g + 1) * 256));
         for i in 0..ROWS {
             let l = _mm512_load_si512(lo.add(i * 16) as *const _);
             let h = _mm512_load_si512(hi.add(i * 16) as *const _);
