@@ -81,7 +81,9 @@ impl Question {
             QuestionKind::Scale { min, max, .. } => {
                 Some((*min..=*max).map(|i| i.to_string()).collect())
             }
-            QuestionKind::Number { min, max } if max - min < MAX_LISTED_NUMBERS => {
+            QuestionKind::Number { min, max }
+                if (*max as i128 - *min as i128) < MAX_LISTED_NUMBERS as i128 =>
+            {
                 Some((*min..=*max).map(|i| i.to_string()).collect())
             }
             QuestionKind::Number { .. } | QuestionKind::Text { .. } => None,

@@ -157,6 +157,34 @@ fn error_field_for_other_type() {
 }
 
 #[test]
+fn error_extreme_bounds() {
+    // Differences of extreme bounds overflowed i64 (a panic in debug, a wrapped "small" range
+    // in release).
+    insta::assert_snapshot!(
+        "scale_extreme_bounds",
+        error_with(
+            "min = 1\nmax = 7\ntext = \"I like",
+            "min = -9223372036854775808\nmax = 9223372036854775807\ntext = \"I like"
+        )
+    );
+    insta::assert_snapshot!(
+        "number_extreme_bounds",
+        error_with(
+            "type = \"scale\"\nmin = 1\nmax = 7\ntext = \"I like",
+            "type = \"number\"\nmin = -9223372036854775808\nmax = 9223372036854775807\ntext = \"I like"
+        )
+    );
+    // The widest accepted range is not listed as options (and does not overflow doing so).
+    let wide = BASE.replacen(
+        "type = \"scale\"\nmin = 1\nmax = 7\ntext = \"I like",
+        "type = \"number\"\nmin = -9007199254740991\nmax = 9007199254740991\ntext = \"I like",
+        1,
+    );
+    let study = parse_base(&wide).unwrap();
+    assert_eq!(study.questions()[0].options(), None);
+}
+
+#[test]
 fn error_scale_without_range() {
     insta::assert_snapshot!(
         "scale_without_range",

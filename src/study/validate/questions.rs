@@ -13,6 +13,10 @@ use crate::study::question::{
 };
 use crate::study::spec::{QuestionSpec, QuestionType, ScaleSpec};
 
+/// The largest bound a `number` question takes in size: 2^53 - 1, the last integer f64 (in
+/// which answers are summarized) holds exactly.
+const MAX_NUMBER: u64 = (1 << 53) - 1;
+
 impl Checker<'_> {
     pub(super) fn questions(
         &self,
@@ -68,13 +72,12 @@ impl Checker<'_> {
                 None,
             ));
         }
-        if max.get_ref() - min > 100 {
+        // In i128: the difference of two extreme i64 bounds overflows i64.
+        let points = *max.get_ref() as i128 - *min as i128 + 1;
+        if points > 101 {
             return Err(self.err(
                 max.span(),
-                format!(
-                    "{what} has {} points; a scale may have at most 101",
-                    max.get_ref() - min + 1
-                ),
+                format!("{what} has {points} points; a scale may have at most 101"),
                 Some("use type = \"number\" for wide ranges"),
             ));
         }
@@ -190,6 +193,26 @@ impl Checker<'_> {
                 }
             },
             QuestionType::Number => match (&q.min, &q.max) {
+                (Some(min), Some(max))
+                    if [min, max]
+                        .iter()
+                        .any(|b| b.get_ref().unsigned_abs() > MAX_NUMBER) =>
+                {
+                    let far = if min.get_ref().unsigned_abs() > MAX_NUMBER {
+                        min
+                    } else {
+                        max
+                    };
+                    return Err(self.err(
+                        far.span(),
+                        format!(
+                            "`{}` is out of range: number bounds are at most {MAX_NUMBER} \
+                             in size",
+                            far.get_ref()
+                        ),
+                        Some("answers are read and summarized as f64, exact up to 2^53"),
+                    ));
+                }
                 (Some(min), Some(max)) if min.get_ref() < max.get_ref() => QuestionKind::Number {
                     min: *min.get_ref(),
                     max: *max.get_ref(),
