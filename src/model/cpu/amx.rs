@@ -138,7 +138,7 @@ pub unsafe fn panel(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usize, out: *
 /// step `t`'s 16 x 64 bytes.
 #[inline(always)]
 unsafe fn inputs(x: &Rows, group: usize, t: usize) -> *const u8 {
-    let steps = (x.q.len() / x.m).div_ceil(STEP);
+    let steps = x.k.div_ceil(STEP);
     x.tiled.as_ptr().add((group * steps + t) * ROWS * STEP) as *const u8
 }
 

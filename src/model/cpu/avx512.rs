@@ -225,7 +225,7 @@ pub(crate) unsafe fn finish(
     row: usize,
     s: usize,
 ) -> __m512 {
-    let ns = x.q.len() / x.m / SUPER;
+    let ns = x.k / SUPER;
     let dx = _mm512_set1_ps(*x.d.get_unchecked(row * ns + s));
     let t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(*d, dx), acc);
     if !f.has_min() {

@@ -567,6 +567,8 @@ impl Format {
 /// Input rows quantized to bytes: `x = d * q`, one `d` per [`Scheme::unit`] inputs.
 pub struct Rows {
     pub(crate) m: usize,
+    /// Values per row.
+    pub(crate) k: usize,
     pub(crate) scheme: Scheme,
     pub(crate) q: Vec<i8>,
     /// Per unit: `d` (f16-rounded for [`Scheme::Block`]).
@@ -598,6 +600,7 @@ impl Rows {
         let nb = m * k / BLOCK;
         let mut rows = Self {
             m,
+            k,
             scheme,
             q: vec![0; m * k],
             d: vec![0.0; m * k / unit],
@@ -651,7 +654,7 @@ impl Rows {
     /// Fills [`Rows::tiled`]: whole groups of 16 rows, each 64 inputs' 16 x 64 bytes together
     /// (zero past the end of a row), so a tile of inputs is one contiguous 1 KB load.
     pub(crate) fn tile(&mut self) {
-        let k = self.q.len() / self.m.max(1);
+        let k = self.k;
         let steps = k.div_ceil(STEP);
         let groups = self.m / 16;
         let mut tiled = vec![0i8; groups * steps * 16 * STEP];
