@@ -213,8 +213,22 @@ fn f32_attention_matches(llama: &Llama) {
     ))
     .unwrap();
     let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let worst = worst_logit_difference(llama, &reference["next_token"], NEAR_TIE, "f32");
+    eprintln!("worst logit difference against llama.cpp f32: {worst}");
+    assert!(worst < F32_TOL, "worst logit difference {worst}");
+}
+
+/// The largest difference between `llama`'s logits and llama.cpp's top 20 over `cases` (each
+/// with `ids` and `top20`), after checking that where the argmax differs the two tokens are
+/// within `near_tie` of each other.
+fn worst_logit_difference(
+    llama: &Llama,
+    cases: &serde_json::Value,
+    near_tie: f32,
+    what: &str,
+) -> f32 {
     let mut worst = 0f32;
-    for case in reference["next_token"].as_array().unwrap() {
+    for case in cases.as_array().unwrap() {
         let logits = common::last_logits(llama, &ids(&case["ids"]));
         let top = case["top20"].as_array().unwrap();
         for t in top {
@@ -225,12 +239,11 @@ fn f32_attention_matches(llama: &Llama) {
         let theirs = top[0]["id"].as_u64().unwrap() as usize;
         let margin = logits[ours] - logits[theirs];
         assert!(
-            margin < NEAR_TIE,
-            "argmax {ours} vs llama.cpp {theirs} with margin {margin}"
+            margin < near_tie,
+            "{what}: argmax {ours} vs llama.cpp {theirs} with margin {margin}"
         );
     }
-    eprintln!("worst logit difference against llama.cpp f32: {worst}");
-    assert!(worst < F32_TOL, "worst logit difference {worst}");
+    worst
 }
 
 /// The test model requantized by llama.cpp's `llama-quantize` to each format personas packs
@@ -242,8 +255,7 @@ fn f32_attention_matches(llama: &Llama) {
 /// kernels 0.38, 0.60, 0.45, 0.69, 0.40), hence 0.75 for every format, as for the Q4_1 model.
 /// Inputs are quantized as llama.cpp quantizes them for each format (per 32 for Q4_0/Q8_0, per
 /// 256 for K-quants, its Q8_K); quantizing K-quant inputs per 32 instead put Q4_K_M 1.25 away.
-/// The kernels'
-/// products themselves are checked against exact dense products in src/model/cpu/tests.rs.
+/// The kernels' products themselves are checked against exact dense products in src/model/cpu/tests.rs.
 /// Where the argmax differs, the two tokens must be a near tie within the tolerance.
 #[test]
 fn every_packed_format_matches_llamacpp() {
@@ -277,22 +289,7 @@ fn every_packed_format_matches_llamacpp() {
         let kernels = Kernels::detect();
         let llama = gguf::load(&path, &content, &candle_core::Device::Cpu, kernels).unwrap();
         assert!(llama.packed_count() > 0, "{format}: nothing packed");
-        let mut worst = 0f32;
-        for case in reference["next_token_f32kv"].as_array().unwrap() {
-            let logits = common::last_logits(&llama, &ids(&case["ids"]));
-            let top = case["top20"].as_array().unwrap();
-            for t in top {
-                let id = t["id"].as_u64().unwrap() as usize;
-                worst = worst.max((logits[id] - t["logit"].as_f64().unwrap() as f32).abs());
-            }
-            let ours = personas::engine::sampling::argmax(&logits);
-            let theirs = top[0]["id"].as_u64().unwrap() as usize;
-            let margin = logits[ours] - logits[theirs];
-            assert!(
-                margin < tol,
-                "{format}: argmax {ours} vs llama.cpp {theirs}, margin {margin}"
-            );
-        }
+        let worst = worst_logit_difference(&llama, &reference["next_token_f32kv"], tol, format);
         eprintln!("{format} ({kernels} kernels): worst logit difference {worst}");
         assert!(
             worst < tol,
