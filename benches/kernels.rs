@@ -1,9 +1,10 @@
 //! personas' CPU kernels alone, on the projection shapes of Llama 3.2 1B (hidden 2048, feed-
 //! forward 8192, 8 key-value heads of 64): one input row (decode, chat: memory-bound, reported
-//! as bytes of weights read per second) and 128 rows (prefill, batched decode: compute-bound,
-//! reported as multiply-adds per second), for each packed format and each kernel this CPU has.
+//! as bytes of weights read per second), 16 rows (batched decode of 16 sequences) and 128 rows
+//! (prefill, surveys: compute-bound; both reported as multiply-adds per second), for each packed
+//! format and each kernel this CPU has.
 //!
-//!     cargo bench --bench kernels [-- FILTER]     e.g. -- 'Q4K/avx512'
+//!     [KERNEL_ROWS=1,16,128] cargo bench --bench kernels [-- FILTER]     e.g. -- 'Q4K/avx512'
 
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
@@ -34,6 +35,17 @@ fn packed(format: Format, n: usize, k: usize) -> Packed {
 }
 
 fn kernels(c: &mut Criterion) {
+    // Rows per product: KERNEL_ROWS=1,16,128 by default (e.g. KERNEL_ROWS=32,64 to find where
+    // AMX overtakes VNNI).
+    let rows_list: Vec<usize> = std::env::var("KERNEL_ROWS")
+        .unwrap_or_else(|_| "1,16,128".into())
+        .split(',')
+        .map(|r| {
+            r.trim()
+                .parse()
+                .expect("KERNEL_ROWS: comma-separated row counts")
+        })
+        .collect();
     let kinds: Vec<Kernels> = [
         Kernels::Amx,
         Kernels::Avx512,
@@ -52,7 +64,7 @@ fn kernels(c: &mut Criterion) {
     ] {
         for (name, n, k) in SHAPES {
             let w = packed(format, n, k);
-            for rows in [1usize, 128] {
+            for &rows in &rows_list {
                 let x: Vec<f32> = (0..rows * k)
                     .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
                     .collect();

@@ -27,7 +27,8 @@ pub use quant::{Format, Packed};
 /// Which kernels run the projections on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernels {
-    /// AVX-512 VNNI, and AMX tiles for groups of 16 rows and more (prefill, batches).
+    /// AVX-512 VNNI, and AMX tiles for calls with rows enough to pay for them (prefill,
+    /// surveys; `amx::pays`).
     Amx,
     /// personas' packed kernels with AVX-512 VNNI.
     Avx512,
@@ -130,6 +131,9 @@ pub fn gemm(w: &Packed, x: &[f32], kernels: Kernels) -> Vec<f32> {
     gemm_parts(&[w], x, kernels).pop().expect("one part")
 }
 
+/// Rows per call of a kernel: chunks that keep the quantized inputs in cache.
+const ROW_CHUNK: usize = 192;
+
 /// `x (m, k)` times each of `parts` (matrices that read the same input: Q, K and V; gate and
 /// up), one row-major (m, n_i) output each. The input is quantized once and the panels of all
 /// parts are shared out over the threads together, so a group costs one call; each output is
@@ -153,7 +157,11 @@ pub fn gemm_parts(parts: &[&Packed], x: &[f32], kernels: Kernels) -> Vec<Vec<f32
             .any(|p| p.format().scheme() == scheme)
             .then(|| {
                 let mut rows = quant::Rows::quantize(x, k, scheme, simd);
-                if kernels == Kernels::Amx && rows.m >= amx_rows() {
+                let first_chunk = rows.m.min(ROW_CHUNK);
+                if parts
+                    .iter()
+                    .any(|p| p.format().scheme() == scheme && amx_pays(kernels, p, first_chunk))
+                {
                     rows.tile();
                 }
                 rows
@@ -178,8 +186,6 @@ pub fn gemm_parts(parts: &[&Packed], x: &[f32], kernels: Kernels) -> Vec<Vec<f32
     let threads = rayon::current_num_threads().max(1);
     let per_task = tasks.len().div_ceil(threads * 4).max(1);
     let addrs: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
-    // Rows go in chunks that keep the quantized inputs in cache.
-    const ROW_CHUNK: usize = 192;
     for r0 in (0..m).step_by(ROW_CHUNK) {
         let r1 = (r0 + ROW_CHUNK).min(m);
         tasks.par_chunks(per_task).for_each(|chunk| {
@@ -197,12 +203,15 @@ pub fn gemm_parts(parts: &[&Packed], x: &[f32], kernels: Kernels) -> Vec<Vec<f32
     outs
 }
 
-/// Rows per AMX tile of inputs (0 where there is no AMX).
-fn amx_rows() -> usize {
+/// Whether `kernels` are AMX and `rows` rows of `w` are worth its tiles ([`amx::pays`]).
+fn amx_pays(kernels: Kernels, w: &Packed, rows: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
-    return amx::ROWS;
+    return kernels == Kernels::Amx && amx::pays(w.format(), rows);
     #[cfg(not(target_arch = "x86_64"))]
-    usize::MAX
+    {
+        let _ = (kernels, w, rows);
+        false
+    }
 }
 
 /// Rows r0..r1 of one panel through `kernels`.
@@ -221,9 +230,9 @@ unsafe fn kernel_panel(
     debug_assert_eq!(rows.scheme, w.format().scheme());
     match kernels {
         #[cfg(target_arch = "x86_64")]
-        Kernels::Amx => amx::panel(w, rows, panel, r0, r1, out),
+        Kernels::Amx if amx_pays(kernels, w, r1 - r0) => amx::panel(w, rows, panel, r0, r1, out),
         #[cfg(target_arch = "x86_64")]
-        Kernels::Avx512 => avx512::panel(w, rows, panel, r0, r1, out),
+        Kernels::Amx | Kernels::Avx512 => avx512::panel(w, rows, panel, r0, r1, out),
         #[cfg(target_arch = "x86_64")]
         Kernels::Avx2 => quant::panel_avx2(w, rows, panel, r0, r1, out),
         _ => quant::panel_portable(w, rows, panel, r0, r1, out),

@@ -106,10 +106,11 @@ fn packed_formats_take_their_stored_size() {
 fn every_kernel_matches_the_portable_one_bitwise_and_the_dense_product_closely() {
     for f in Format::ALL {
         // Column counts off the 32-panel and row counts off the 4-row tile (VNNI) and the
-        // 16-row tile (AMX) exercise the edges.
+        // 16-row tile (AMX) exercise the edges; AMX takes 32 rows and more of the 32-weight
+        // formats, 64 and more of K-quants (`amx::pays`).
         let (n, k) = (72, 512);
         let (p, deq) = packed(n, k, f, 11);
-        for m in [1, 3, 4, 5, 13, 16, 37, 48] {
+        for m in [1, 3, 4, 5, 13, 16, 37, 48, 80] {
             let x = inputs(m, k);
             let slow = gemm_portable(&p, &x);
             for kernels in fast_kernels() {
@@ -176,11 +177,11 @@ fn parts_computed_together_give_each_part_its_own_product() {
 fn a_row_gets_the_same_bits_alone_or_among_others() {
     for f in [Format::Q4_1, Format::Q4K, Format::Q6K, Format::Q8_0] {
         let (p, _) = packed(64, 256, f, 5);
-        // 40 rows: AMX takes 32 of them in tiles, VNNI the rest and every row alone.
-        let x = inputs(40, 256);
+        // 72 rows: AMX takes 64 of them in tiles, VNNI the rest and every row alone.
+        let x = inputs(72, 256);
         for kernels in [Kernels::Portable].into_iter().chain(fast_kernels()) {
             let all = gemm(&p, &x, kernels);
-            for r in 0..40 {
+            for r in 0..72 {
                 let one = gemm(&p, &x[r * 256..(r + 1) * 256], kernels);
                 assert_eq!(
                     bits(&one),
