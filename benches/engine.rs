@@ -145,6 +145,8 @@ fn batched(c: &mut Criterion) {
                 out_dir: dir.path().join("out"),
                 batch: 64,
                 progress: false,
+                resume: None,
+                retry_failed: false,
             };
             run(
                 &study,

