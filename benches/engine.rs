@@ -147,6 +147,7 @@ fn batched(c: &mut Criterion) {
                 progress: false,
                 resume: None,
                 retry_failed: false,
+                shard: None,
             };
             run(
                 &study,

@@ -689,11 +689,15 @@ fn a_run_killed_at_random_points_resumes_to_the_same_bytes() {
     }
     let out = stdout_of(personas().args(["run", "--quiet", "--resume", cut.to_str().unwrap()]));
     assert_contains(&out, "8 respondents");
-    for file in ["responses.csv", "answers.csv", "journal.jsonl"] {
-        assert_eq!(
-            std::fs::read(cut.join(file)).unwrap(),
-            std::fs::read(whole.join(file)).unwrap(),
-            "{file} after kills and resumes"
+    for file in [
+        "responses.csv",
+        "answers.csv",
+        "journal.jsonl",
+        "charts/hist_trust.svg",
+    ] {
+        assert!(
+            std::fs::read(cut.join(file)).unwrap() == std::fs::read(whole.join(file)).unwrap(),
+            "{file} after kills and resumes differs from one run's"
         );
     }
     let (a, b) = (manifest_of(&whole), manifest_of(&cut));
@@ -789,4 +793,75 @@ text = "Did you vote in the last election?"
     let (code, err) = run(&["--resume", dir.path().join("nothing").to_str().unwrap()]);
     assert_eq!(code, Some(1), "{err}");
     assert_contains(&err, "hint: --resume takes the output directory of a run");
+}
+
+#[test]
+fn shards_merge_into_the_bytes_of_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = resumable_study(dir.path());
+    let study = study.to_str().unwrap();
+    let whole = dir.path().join("whole");
+    let run = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = personas();
+        cmd.args(["run", study, "--quiet", "--model", &gguf()])
+            .args(extra);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        stdout_of(&mut cmd)
+    };
+    run(&["--out", whole.to_str().unwrap()], &[]);
+    let shards = dir.path().join("shards");
+    let shard = |k: usize| shards.join(format!("shard-{k}-of-3"));
+    // Shard 0 named on the command line, 1 from a Slurm job array (ids 5-7), 2 from a
+    // Kubernetes Indexed Job.
+    let out = run(
+        &["--shard", "0/3", "--out", shard(0).to_str().unwrap()],
+        &[],
+    );
+    assert_contains(&out, "2 respondents");
+    run(
+        &["--out", shard(1).to_str().unwrap()],
+        &[
+            ("SLURM_ARRAY_TASK_ID", "6"),
+            ("SLURM_ARRAY_TASK_MIN", "5"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ],
+    );
+    run(
+        &["--shard", "3", "--out", shard(2).to_str().unwrap()],
+        &[("JOB_COMPLETION_INDEX", "2")],
+    );
+    assert_eq!(manifest_of(&shard(1))["shard"]["index"], 1);
+    assert_eq!(manifest_of(&shard(2))["shard"]["index"], 2);
+
+    // Two shards alone are refused, naming the one missing.
+    let err = error_of(personas().args([
+        "merge",
+        shard(0).to_str().unwrap(),
+        shard(2).to_str().unwrap(),
+    ]));
+    assert_contains(&err, "shard 1/3 is missing");
+
+    let merged = stdout_of(personas().args([
+        "merge",
+        shard(2).to_str().unwrap(),
+        shard(0).to_str().unwrap(),
+        shard(1).to_str().unwrap(),
+    ]));
+    assert_contains(&merged, "8 respondents");
+    for file in [
+        "responses.csv",
+        "answers.csv",
+        "journal.jsonl",
+        "charts/hist_trust.svg",
+    ] {
+        assert!(
+            std::fs::read(shards.join(file)).unwrap() == std::fs::read(whole.join(file)).unwrap(),
+            "{file} merged from shards differs from one run's"
+        );
+    }
+    let (a, b) = (manifest_of(&whole), manifest_of(&shards));
+    assert_eq!(a["counts"], b["counts"]);
+    assert!(b.get("shard").is_none());
 }

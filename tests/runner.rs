@@ -95,6 +95,7 @@ fn run_into(model: &Model, study: &Study, out: PathBuf, batch: usize) -> RunOutc
         progress: false,
         resume: None,
         retry_failed: false,
+        shard: None,
     };
     run(study, model, None, &settings, &AtomicBool::new(false), 0.0).unwrap()
 }
@@ -365,6 +366,7 @@ fn an_interrupted_run_keeps_every_finished_respondent() {
         progress: false,
         resume: None,
         retry_failed: false,
+        shard: None,
     };
     let outcome = run(&s, &model, None, &settings, &stop, 0.0).unwrap();
     watcher.join().unwrap();

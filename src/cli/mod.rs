@@ -52,6 +52,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Print a study's people as CSV (no model needed).
     Population(run::PopulationArgs),
+    /// Join the output directories of a sharded run (`run --shard K/N`) into one run's files.
+    Merge(run::MergeArgs),
     /// Measure prefill and decode speed (tokens per second).
     Bench(bench::BenchArgs),
 }
@@ -204,14 +206,22 @@ fn one_line_usage_error(text: &str) -> String {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Study files are checked before the registry or any model is touched.
-    if let Command::Population(a) = cli.command {
-        population_only(a)?;
-        return Ok(ExitCode::SUCCESS);
+    match cli.command {
+        Command::Population(a) => {
+            population_only(a)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // No registry or model either: the shards' journals hold the answers.
+        Command::Merge(a) => {
+            run::merge(a)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let ctx = Context::new(&cli)?;
     match cli.command {
         Command::Run(a) => return run::run(&ctx, a),
-        Command::Population(_) => unreachable!("handled above"),
+        Command::Population(_) | Command::Merge(_) => unreachable!("handled above"),
         Command::Models(a) => models::list(&ctx, a),
         Command::Download(a) => models::download(&ctx, a),
         Command::Chat(a) => chat::run(&ctx, a),

@@ -11,7 +11,8 @@ use clap::{Args, ValueEnum};
 
 use super::{Context, ModelArgs};
 use crate::report::{FileInfo, Manifest, ModelInfo};
-use crate::runner::{self, RunSettings};
+use crate::runner::shard::ShardArg;
+use crate::runner::{self, RunSettings, Shard};
 use crate::study::{self, Mode};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -35,6 +36,12 @@ pub struct RunArgs {
     /// With --resume: run the respondents that failed again.
     #[arg(long, requires = "resume")]
     pub retry_failed: bool,
+    /// Run one shard of the study: K/N is shard K (from 0) of N, a contiguous share of the
+    /// respondents; N alone takes K from the job scheduler (Kubernetes' JOB_COMPLETION_INDEX).
+    /// In a Slurm job array the shard is taken from SLURM_ARRAY_TASK_ID/_MIN/_COUNT unless
+    /// given. `personas merge` joins the shards' directories.
+    #[arg(long, value_name = "K/N", env = "PERSONAS_SHARD")]
+    pub shard: Option<ShardArg>,
     /// sample: constrained sampled answers; exact: every option's probability.
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
@@ -115,14 +122,42 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     runner::check(&study)?;
+    let scheduler = |count| Shard::from_scheduler(|name| std::env::var(name).ok(), count);
+    let shard = match args.shard {
+        Some(ShardArg::Given(s)) => Some(s),
+        Some(ShardArg::Count(n)) => Some(scheduler(Some(n)).map_err(|e| anyhow::anyhow!("--shard: {e}"))?.ok_or_else(|| {
+            anyhow::anyhow!("--shard {n}: no shard index from a job scheduler (SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX); hint: give it as --shard K/{n}")
+        })?),
+        None => scheduler(None).map_err(|e| anyhow::anyhow!("--shard: {e}"))?,
+    };
+    let shard = match &earlier {
+        Some(m) => {
+            anyhow::ensure!(
+                args.shard.is_none() || shard == m.shard,
+                "--shard differs from the run being resumed; hint: leave it out"
+            );
+            m.shard
+        }
+        None => shard,
+    };
     let out = match &args.resume {
         Some(dir) => dir.clone(),
-        None => args.out.clone().unwrap_or_else(|| default_out(&study_path)),
+        None => args.out.clone().unwrap_or_else(|| {
+            let dir = default_out(&study_path);
+            match shard {
+                Some(s) => dir.join(format!("shard-{}-of-{}", s.index, s.count)),
+                None => dir,
+            }
+        }),
     };
 
     if earlier.is_none() {
         // Before the model loads, so that a run killed while loading can be resumed too.
-        crate::report::write_manifest(&out, &Manifest::new(&study))?;
+        let manifest = Manifest {
+            shard,
+            ..Manifest::new(&study)
+        };
+        crate::report::write_manifest(&out, &manifest)?;
     }
     let t0 = Instant::now();
     let located = crate::locate::locate(&ctx.registry, &ctx.hub, model_args.model.as_deref())?;
@@ -164,7 +199,14 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         progress: !args.quiet,
         resume: earlier,
         retry_failed: args.retry_failed,
+        shard,
     };
+    if let Some(s) = shard {
+        eprintln!(
+            "shard {s}: its share of the respondents, into {}",
+            out.display()
+        );
+    }
     let outcome = runner::run(&study, &model, Some(info), &settings, &stop, load_seconds)?;
     println!("{}", outcome.summary);
     println!(
@@ -259,6 +301,47 @@ fn same_run(
     study.seed = m.seed;
     study.sampling.samples = m.samples;
     study.sampling.mode = m.mode;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The output directories of every shard of one run.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged run goes. Default: the shards' common parent directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `personas merge`: the shards' journals into one run's files, without a model.
+pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
+    let out = match args.out {
+        Some(out) => out,
+        None => {
+            let parents: Vec<Option<&Path>> = args.dirs.iter().map(|d| d.parent()).collect();
+            match parents[0] {
+                Some(p) if parents.iter().all(|q| *q == Some(p)) => p.to_path_buf(),
+                _ => anyhow::bail!(
+                    "the shards have no common parent directory; hint: name one with --out"
+                ),
+            }
+        }
+    };
+    let merged = runner::shard::merge(&args.dirs, &out)?;
+    println!("{}", merged.summary);
+    println!(
+        "{} respondents, {} answers from {} shards{}",
+        merged.respondents,
+        merged.answers,
+        args.dirs.len(),
+        if merged.failed > 0 {
+            format!(", {} failed", merged.failed)
+        } else {
+            String::new()
+        }
+    );
+    println!("results in {}", out.display());
     Ok(())
 }
 

@@ -154,18 +154,18 @@ fn draw_histogram<DB: DrawingBackend>(
         .axis_desc_style((FAMILY, 15))
         .draw()
         .map_err(e)?;
+    // Bars drawn in option order (plotters' `Histogram` sums its data in a HashMap, whose
+    // order, and so the SVG's bytes, changes from one process to the next).
     chart
-        .draw_series(
-            Histogram::vertical(&chart)
-                .style(BAR.filled())
-                .margin(12)
-                .data(
-                    data.bars
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (_, h))| (i as i32, *h)),
-                ),
-        )
+        .draw_series(data.bars.iter().enumerate().map(|(i, (_, h))| {
+            let (x0, x1) = (
+                SegmentValue::Exact(i as i32),
+                SegmentValue::Exact(i as i32 + 1),
+            );
+            let mut bar = Rectangle::new([(x0, 0.0), (x1, *h)], BAR.filled());
+            bar.set_margin(0, 0, 12, 12);
+            bar
+        }))
         .map_err(e)?;
     root.present().map_err(e)
 }

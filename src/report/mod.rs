@@ -79,10 +79,22 @@ pub struct Manifest {
     /// respondents that finished, and `personas run --resume DIR` completes them.
     #[serde(default)]
     pub interrupted: bool,
+    /// The share of the study this run computed, when it is one shard of several
+    /// (`personas run --shard K/N`; `personas merge` joins them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
     /// How many times the run was resumed (resumes killed before their model loaded are not
     /// counted).
     #[serde(default)]
     pub resumes: usize,
+}
+
+/// Shard `index` (from 0) of `count`: a contiguous share of the study's respondent groups
+/// (see `runner::shard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
 }
 
 /// A file and its content hash.
@@ -165,6 +177,7 @@ impl Manifest {
             },
             timings: Timings::default(),
             interrupted: false,
+            shard: None,
             resumes: 0,
         }
     }

@@ -42,8 +42,10 @@ use crate::{Error, Result};
 const PROMPT_ROWS: usize = 32;
 
 pub mod journal;
+pub mod shard;
 
 use journal::{Entry, Journal};
+pub use shard::Shard;
 
 /// How a run is carried out; none of it changes the results.
 #[derive(Debug, Clone)]
@@ -58,6 +60,8 @@ pub struct RunSettings {
     pub resume: Option<Manifest>,
     /// With `resume`: compute the respondents that failed again.
     pub retry_failed: bool,
+    /// Compute only this shard's share of the respondents.
+    pub shard: Option<Shard>,
 }
 
 /// What a finished (or interrupted) run produced.
@@ -135,6 +139,7 @@ pub fn run(
         }
     };
     manifest.model = model_info;
+    manifest.shard = settings.shard;
     manifest.counts.population = people.len();
     manifest.timings.load_seconds += load_seconds;
     report
@@ -142,15 +147,21 @@ pub fn run(
         .map_err(|e| Error::Output(e.to_string()))?;
 
     let per_respondent = answers_per_respondent(study);
-    let bar = progress_bar(settings.progress, (people.len() * per_respondent) as u64);
+    let groups: Vec<&[Person]> = people.chunks(group_size).collect();
+    let mine = settings
+        .shard
+        .map_or(0..groups.len(), |s| s.groups(groups.len()));
+    let share: usize = groups[mine.clone()].iter().map(|g| g.len()).sum();
+    let bar = progress_bar(settings.progress, (share * per_respondent) as u64);
     let started = Instant::now();
     let (mut answers, mut respondents, mut skipped) = (0, 0, 0);
     let mut failed = Vec::new();
     let mut interrupted = false;
-    for (g, group) in people.chunks(group_size).enumerate() {
+    for g in mine.clone() {
+        let group = groups[g];
         if stop.load(Ordering::SeqCst) {
             interrupted = true;
-            skipped = people.len() - g * group_size;
+            skipped = groups[g..mine.end].iter().map(|g| g.len()).sum();
             break;
         }
         let entries: Vec<Entry> = if group.iter().all(|p| journal.has(p.id)) {
