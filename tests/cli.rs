@@ -865,3 +865,92 @@ fn shards_merge_into_the_bytes_of_one_run() {
     assert_eq!(a["counts"], b["counts"]);
     assert!(b.get("shard").is_none());
 }
+
+/// `cmd`'s one-line error with `dir` shown as `[dir]`, for snapshots.
+fn error_in(dir: &Path, cmd: &mut Command) -> String {
+    error_of(cmd).replace(&dir.display().to_string(), "[dir]")
+}
+
+#[test]
+fn errors_of_runs_resumes_and_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let study = resumable_study(d);
+    let study = study.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = personas();
+        cmd.args(["run", "--quiet", "--model", &gguf()]).args(args);
+        cmd
+    };
+    // An output directory that cannot be made: a file stands where it would go.
+    std::fs::write(d.join("taken"), "").unwrap();
+    insta::assert_snapshot!(
+        "run_out_not_a_directory",
+        error_in(
+            d,
+            &mut run(&[study, "--out", d.join("taken/out").to_str().unwrap()])
+        )
+    );
+    insta::assert_snapshot!(
+        "resume_not_a_run",
+        error_in(d, &mut run(&["--resume", d.to_str().unwrap()]))
+    );
+    std::fs::create_dir(d.join("junk")).unwrap();
+    std::fs::write(d.join("junk/manifest.json"), "{\"tool\": 3}").unwrap();
+    insta::assert_snapshot!(
+        "resume_bad_manifest",
+        error_in(d, &mut run(&["--resume", d.join("junk").to_str().unwrap()]))
+    );
+    // A finished shard to resume and merge.
+    let shard = d.join("shard");
+    stdout_of(&mut run(&[
+        study,
+        "--shard",
+        "1/2",
+        "--out",
+        shard.to_str().unwrap(),
+    ]));
+    let shard = shard.to_str().unwrap();
+    insta::assert_snapshot!(
+        "resume_other_seed",
+        error_in(d, &mut run(&["--resume", shard, "--seed", "12"]))
+    );
+    insta::assert_snapshot!(
+        "resume_other_shard",
+        error_in(d, &mut run(&["--resume", shard, "--shard", "0/2"]))
+    );
+    insta::assert_snapshot!(
+        "merge_missing_shard",
+        error_in(
+            d,
+            personas().args(["merge", shard, "--out", d.join("m").to_str().unwrap()])
+        )
+    );
+    insta::assert_snapshot!(
+        "merge_shard_twice",
+        error_in(d, personas().args(["merge", shard, shard]))
+    );
+    // The shard's manifest without its shard: a whole run's.
+    let mut plain = manifest_of(&d.join("shard"));
+    plain.as_object_mut().unwrap().remove("shard");
+    std::fs::create_dir(d.join("plain")).unwrap();
+    std::fs::write(d.join("plain/manifest.json"), plain.to_string()).unwrap();
+    insta::assert_snapshot!(
+        "merge_not_a_shard",
+        error_in(
+            d,
+            personas().args(["merge", d.join("plain").to_str().unwrap()])
+        )
+    );
+    insta::assert_snapshot!(
+        "shard_out_of_range",
+        error_in(d, &mut run(&[study, "--shard", "2/2"]))
+    );
+    // The study changed after the shard ran.
+    let text = std::fs::read_to_string(study).unwrap();
+    std::fs::write(study, text.replace("seed = 11", "seed = 12")).unwrap();
+    insta::assert_snapshot!(
+        "resume_changed_study",
+        error_in(d, &mut run(&["--resume", shard]))
+    );
+}

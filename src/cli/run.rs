@@ -134,7 +134,12 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(m) => {
             anyhow::ensure!(
                 args.shard.is_none() || shard == m.shard,
-                "--shard differs from the run being resumed; hint: leave it out"
+                "{}: shard: --shard differs from the run being resumed; hint: leave it out",
+                args.resume
+                    .as_deref()
+                    .unwrap_or(Path::new("."))
+                    .join("manifest.json")
+                    .display()
             );
             m.shard
         }
@@ -157,7 +162,11 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
             shard,
             ..Manifest::new(&study)
         };
-        crate::report::write_manifest(&out, &manifest)?;
+        crate::report::write_manifest(&out, &manifest).map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; hint: --out must name a directory that can be created and written"
+            )
+        })?;
     }
     let t0 = Instant::now();
     let located = crate::locate::locate(&ctx.registry, &ctx.hub, model_args.model.as_deref())?;
@@ -256,10 +265,11 @@ fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
     })?;
     serde_json::from_str(&text).map_err(|e| {
         anyhow::anyhow!(
-            "{}:{}:{}: not a personas manifest: {e}",
+            "{}:{}:{}: not a personas manifest: {}; hint: --resume takes the output directory of a personas run",
             path.display(),
             e.line(),
-            e.column()
+            e.column(),
+            crate::report::serde_message(&e)
         )
     })
 }

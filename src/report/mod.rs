@@ -197,6 +197,15 @@ pub fn write_manifest(dir: &std::path::Path, manifest: &Manifest) -> Result<(), 
     std::fs::rename(&tmp, &path).map_err(io)
 }
 
+/// serde_json's message without its trailing " at line L column C" (said before it).
+pub fn serde_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
 /// Failures while writing outputs.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

@@ -256,10 +256,11 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
     })?;
     serde_json::from_str(&text).map_err(|e| {
         Error::Output(format!(
-            "{}:{}:{}: not a personas manifest: {e}",
+            "{}:{}:{}: not a personas manifest: {}; hint: pass the output directories of the shards",
             path.display(),
             e.line(),
-            e.column()
+            e.column(),
+            crate::report::serde_message(&e)
         ))
     })
 }

@@ -277,6 +277,14 @@ fn toml_hint(message: &str) -> Option<String> {
         Some("put text in double quotes".into())
     } else if message.contains("duplicate key") {
         Some("each key may appear once per table".into())
+    } else if message.contains("must be quoted") {
+        Some("put text in double quotes".into())
+    } else if message.contains(", expected")
+        || message.starts_with("unclosed")
+        || message.starts_with("invalid")
+        || message.starts_with("unexpected")
+    {
+        Some("the study is TOML: check brackets and quotes near this line (docs/study-format.md has examples)".into())
     } else {
         None
     }

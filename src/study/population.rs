@@ -221,8 +221,16 @@ pub(crate) fn read_csv(path: &Path) -> Result<Vec<Attributes>, StudyError> {
             csv::ErrorKind::Utf8 { .. } => "the row is not valid UTF-8".into(),
             _ => e.to_string(),
         };
-        let hint = matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. })
-            .then(|| "quote values that contain commas, e.g. \"Smith, Jo\"".to_string());
+        let hint = match e.kind() {
+            csv::ErrorKind::UnequalLengths { .. } => {
+                Some("quote values that contain commas, e.g. \"Smith, Jo\"".to_string())
+            }
+            csv::ErrorKind::Utf8 { .. } => Some(
+                "save the file as UTF-8 (spreadsheets: \"CSV UTF-8\"; or `iconv -f latin1 -t utf-8`)"
+                    .to_string(),
+            ),
+            _ => None,
+        };
         invalid(path, line, None, message, hint)
     };
     let header = reader.headers().map_err(csv_error)?.clone();
@@ -248,7 +256,7 @@ pub(crate) fn read_csv(path: &Path) -> Result<Vec<Attributes>, StudyError> {
                 Some(1),
                 None,
                 format!("column `{name}` appears twice"),
-                None,
+                Some("give each column its own name".into()),
             ));
         }
         keep.push((i, name));

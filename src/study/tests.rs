@@ -229,14 +229,24 @@ fn error_missing_persona() {
     );
 }
 
+/// The one-line error for a study reading `people.csv` (holding `csv`) from a temporary
+/// directory, the directory shown as `[dir]`.
+fn csv_error(csv: &[u8], study: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("people.csv"), csv).unwrap();
+    std::fs::write(dir.path().join("study.toml"), study).unwrap();
+    let message = load(&dir.path().join("study.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(!message.contains('\n'), "not one line: {message}");
+    message.replace(&dir.path().display().to_string(), "[dir]")
+}
+
+/// A study with a CSV population and one free-text question.
+const CSV_STUDY: &str = "[persona]\ntemplate = \"x\"\n[population]\ncsv = \"people.csv\"\n[[questions]]\nid = \"q\"\ntype = \"text\"\ntext = \"Hi?\"\n";
+
 #[test]
 fn error_csv_line() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("people.csv"),
-        "age,gender\n35,female\n62,female,extra\n",
-    )
-    .unwrap();
     let study = BASE
         .replacen("size = 10", "csv = \"people.csv\"", 1)
         .replacen(
@@ -244,25 +254,54 @@ fn error_csv_line() {
         "",
         1,
     );
-    std::fs::write(dir.path().join("study.toml"), study).unwrap();
-    let message = load(&dir.path().join("study.toml"))
-        .unwrap_err()
-        .to_string();
-    let message = message.replace(&dir.path().display().to_string(), "[dir]");
+    let message = csv_error(b"age,gender\n35,female\n62,female,extra\n", &study);
     insta::assert_snapshot!("csv_line", message);
 }
 
 #[test]
 fn error_csv_bad_column_name() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("people.csv"), "Job Title\nPilot\n").unwrap();
-    let study = "[persona]\ntemplate = \"x\"\n[population]\ncsv = \"people.csv\"\n[[questions]]\nid = \"q\"\ntype = \"text\"\ntext = \"Hi?\"\n";
-    std::fs::write(dir.path().join("study.toml"), study).unwrap();
-    let message = load(&dir.path().join("study.toml"))
-        .unwrap_err()
-        .to_string();
-    let message = message.replace(&dir.path().display().to_string(), "[dir]");
-    insta::assert_snapshot!("csv_bad_column_name", message);
+    insta::assert_snapshot!(
+        "csv_bad_column_name",
+        csv_error(b"Job Title\nPilot\n", CSV_STUDY)
+    );
+}
+
+#[test]
+fn error_csv_not_utf8() {
+    // Latin-1 "Zoë", as a spreadsheet exports it.
+    insta::assert_snapshot!("csv_not_utf8", csv_error(b"name\nZo\xeb\n", CSV_STUDY));
+}
+
+#[test]
+fn error_csv_duplicate_column() {
+    insta::assert_snapshot!(
+        "csv_duplicate_column",
+        csv_error(b"name,age,name\nAnn,3,Bo\n", CSV_STUDY)
+    );
+}
+
+#[test]
+fn error_malformed_toml() {
+    insta::assert_snapshot!("malformed_toml", error_with("size = 10", "size = [10"));
+    insta::assert_snapshot!(
+        "unquoted_text",
+        error_with("text = \"I like surveys.\"", "text = I like surveys.")
+    );
+}
+
+#[test]
+fn error_empty_population() {
+    insta::assert_snapshot!("zero_size", error_with("size = 10", "size = 0"));
+    let people = BASE
+        .replacen("size = 10", "people = []", 1)
+        .replacen(
+            "age = { dist = \"uniform_int\", min = 18, max = 64 }\ngender = [\"female\", \"male\"]\n",
+            "",
+            1,
+        )
+        .replacen("[population.draw]\n", "", 1);
+    let message = parse_base(&people).unwrap_err().to_string();
+    insta::assert_snapshot!("empty_people", message);
 }
 
 #[test]
