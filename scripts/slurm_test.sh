@@ -120,39 +120,7 @@ fi
 # 3. The study, then a 4-task array, 2 at a time (2 cores), one thread each.
 STUDY=$T/study.toml
 OUT=$T/out
-cat >"$STUDY" <<'EOF'
-seed = 11
-[persona]
-template = "You are {{ name }}, {{ age }} years old."
-[population]
-people = [
-  { name = "Ann", age = 20 },
-  { name = "Bob", age = 27 },
-  { name = "Cy", age = 34 },
-  { name = "Dee", age = 41 },
-  { name = "Eve", age = 48 },
-  { name = "Fay", age = 55 },
-  { name = "Gus", age = 62 },
-  { name = "Hal", age = 69 },
-]
-[ask]
-mode = "separate"
-keep_history = true
-[sampling]
-samples = 2
-[[questions]]
-id = "trust"
-type = "scale"
-min = 1
-max = 5
-min_label = "not at all"
-max_label = "completely"
-text = "How much do you trust your neighbours?"
-[[questions]]
-id = "vote"
-type = "yes_no"
-text = "Did you vote in the last election?"
-EOF
+cp "$(dirname "$0")/../tests/fixtures/eight-respondents.toml" "$STUDY"   # also the CLI tests' study
 export PERSONAS STUDY MODEL OUT   # for job.sh, through sbatch's --export=ALL
 cat >"$T/job.sh" <<'EOF'
 #!/bin/bash

@@ -582,45 +582,34 @@ fn models_lists_the_default() {
 }
 
 /// A study of 8 respondents asked with history (so each respondent is a group of its own and
-/// the journal grows one line at a time), written into `dir`.
+/// the journal grows one line at a time), copied into `dir`; scripts/slurm_test.sh runs it too.
 fn resumable_study(dir: &Path) -> PathBuf {
-    let names = ["Ann", "Bob", "Cy", "Dee", "Eve", "Fay", "Gus", "Hal"];
-    let people: Vec<String> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| format!("  {{ name = \"{n}\", age = {} }},", 20 + 7 * i))
-        .collect();
-    let text = format!(
-        r#"seed = 11
-[persona]
-template = "You are {{{{ name }}}}, {{{{ age }}}} years old."
-[population]
-people = [
-{}
-]
-[ask]
-mode = "separate"
-keep_history = true
-[sampling]
-samples = 2
-[[questions]]
-id = "trust"
-type = "scale"
-min = 1
-max = 5
-min_label = "not at all"
-max_label = "completely"
-text = "How much do you trust your neighbours?"
-[[questions]]
-id = "vote"
-type = "yes_no"
-text = "Did you vote in the last election?"
-"#,
-        people.join("\n")
-    );
     let path = dir.join("study.toml");
-    std::fs::write(&path, text).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eight-respondents.toml"),
+        &path,
+    )
+    .unwrap();
     path
+}
+
+/// Asserts that run directory `b` holds the bytes of run `a` (CSVs, journal, a chart) and the
+/// same counts; returns both manifests.
+fn same_run_files(a: &Path, b: &Path, how: &str) -> (Value, Value) {
+    for file in [
+        "responses.csv",
+        "answers.csv",
+        "journal.jsonl",
+        "charts/hist_trust.svg",
+    ] {
+        assert!(
+            std::fs::read(a.join(file)).unwrap() == std::fs::read(b.join(file)).unwrap(),
+            "{file} {how} differs from one run's"
+        );
+    }
+    let (ma, mb) = (manifest_of(a), manifest_of(b));
+    assert_eq!(ma["counts"], mb["counts"]);
+    (ma, mb)
 }
 
 fn lines_of(path: &Path) -> usize {
@@ -689,19 +678,7 @@ fn a_run_killed_at_random_points_resumes_to_the_same_bytes() {
     }
     let out = stdout_of(personas().args(["run", "--quiet", "--resume", cut.to_str().unwrap()]));
     assert_contains(&out, "8 respondents");
-    for file in [
-        "responses.csv",
-        "answers.csv",
-        "journal.jsonl",
-        "charts/hist_trust.svg",
-    ] {
-        assert!(
-            std::fs::read(cut.join(file)).unwrap() == std::fs::read(whole.join(file)).unwrap(),
-            "{file} after kills and resumes differs from one run's"
-        );
-    }
-    let (a, b) = (manifest_of(&whole), manifest_of(&cut));
-    assert_eq!(a["counts"], b["counts"]);
+    let (a, b) = same_run_files(&whole, &cut, "after kills and resumes");
     assert_eq!(b["counts"]["respondents"], 8);
     assert_eq!(b["counts"]["failed"], 0);
     // A resume killed before its model loaded does not count.
@@ -850,19 +827,7 @@ fn shards_merge_into_the_bytes_of_one_run() {
         shard(1).to_str().unwrap(),
     ]));
     assert_contains(&merged, "8 respondents");
-    for file in [
-        "responses.csv",
-        "answers.csv",
-        "journal.jsonl",
-        "charts/hist_trust.svg",
-    ] {
-        assert!(
-            std::fs::read(shards.join(file)).unwrap() == std::fs::read(whole.join(file)).unwrap(),
-            "{file} merged from shards differs from one run's"
-        );
-    }
-    let (a, b) = (manifest_of(&whole), manifest_of(&shards));
-    assert_eq!(a["counts"], b["counts"]);
+    let (_, b) = same_run_files(&whole, &shards, "merged from shards");
     assert!(b.get("shard").is_none());
 }
 
