@@ -65,26 +65,7 @@ impl Journal {
     /// is rewritten with those entries alone before anything is appended.
     pub fn resume(dir: &Path, keep: impl Fn(usize) -> bool) -> Result<Self> {
         let path = dir.join(FILE);
-        let file = File::open(&path).map_err(|e| io(&path, e))?;
-        let mut order = Vec::new();
-        let mut entries = HashMap::new();
-        for line in BufReader::new(file).split(b'\n') {
-            let line = line.map_err(|e| io(&path, e))?;
-            // A kill can cut the last line; it, and anything after it, is not trusted.
-            let Ok(line) = serde_json::from_slice::<Line>(&line) else {
-                break;
-            };
-            if !keep(line.respondent) {
-                continue;
-            }
-            let entry = match line.failed {
-                Some(why) => Entry::Failed(why),
-                None => Entry::Done(line.records, line.distributions),
-            };
-            if entries.insert(line.respondent, entry).is_none() {
-                order.push(line.respondent);
-            }
-        }
+        let (order, entries) = read(&path, keep)?;
         let tmp = dir.join(format!("{FILE}.tmp"));
         let mut out = File::create(&tmp).map_err(|e| io(&tmp, e))?;
         for id in &order {
@@ -102,6 +83,12 @@ impl Journal {
             file,
             entries,
         })
+    }
+
+    /// The entries of the journal in `dir`, by respondent, without changing the file (what
+    /// `personas merge` reads from each shard).
+    pub fn entries(dir: &Path) -> Result<HashMap<usize, Entry>> {
+        Ok(read(&dir.join(FILE), |_| true)?.1)
     }
 
     /// Whether the journal read back has an entry for respondent `id`.
@@ -130,6 +117,32 @@ impl Journal {
             .and_then(|()| self.file.sync_data())
             .map_err(|e| io(&self.path, e))
     }
+}
+
+/// The journal at `path`: the respondents `keep` accepts in the order of their first line, and
+/// each one's last entry.
+fn read(path: &Path, keep: impl Fn(usize) -> bool) -> Result<(Vec<usize>, HashMap<usize, Entry>)> {
+    let file = File::open(path).map_err(|e| io(path, e))?;
+    let mut order = Vec::new();
+    let mut entries = HashMap::new();
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line.map_err(|e| io(path, e))?;
+        // A kill can cut the last line; it, and anything after it, is not trusted.
+        let Ok(line) = serde_json::from_slice::<Line>(&line) else {
+            break;
+        };
+        if !keep(line.respondent) {
+            continue;
+        }
+        let entry = match line.failed {
+            Some(why) => Entry::Failed(why),
+            None => Entry::Done(line.records, line.distributions),
+        };
+        if entries.insert(line.respondent, entry).is_none() {
+            order.push(line.respondent);
+        }
+    }
+    Ok((order, entries))
 }
 
 /// One journal line, newline included.
@@ -213,7 +226,19 @@ mod tests {
         let d = done(5, 0.25);
         j.append(&[(5, &d)]).unwrap();
         drop(j);
+        // Read alone, the file stays as it is (two lines); resumed, it is compacted.
+        let path = dir.path().join(FILE);
+        let before = std::fs::read(&path).unwrap();
+        assert_eq!(Journal::entries(dir.path()).unwrap()[&5], d);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
         let mut j = Journal::resume(dir.path(), |_| true).unwrap();
         assert_eq!(j.take(5), Some(d));
+        assert_eq!(
+            String::from_utf8(std::fs::read(&path).unwrap())
+                .unwrap()
+                .lines()
+                .count(),
+            1
+        );
     }
 }
