@@ -14,7 +14,8 @@ set -euo pipefail
 PERSONAS=${1:-${PERSONAS:-${CARGO_TARGET_DIR:-target}/debug/personas}}
 MODEL=${PERSONAS_TEST_GGUF:?set PERSONAS_TEST_GGUF to a small .gguf model}
 PERSONAS=$(realpath "$PERSONAS")
-MODEL=$(realpath "$MODEL")
+# -s: keep the name; a Hugging Face cache path is a link to a blob without the .gguf name.
+MODEL=$(realpath -s "$MODEL")
 [[ -x $PERSONAS ]] || { echo "slurm test: no personas binary at $PERSONAS (cargo build?)" >&2; exit 1; }
 
 skip() { echo "SLURM TEST SKIPPED: $*" >&2; echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2; exit 0; }
