@@ -60,12 +60,21 @@ impl Journal {
         })
     }
 
-    /// The journal of an earlier run in `dir`, keeping the entries of the respondents `keep`
-    /// accepts (whole groups, so that resumed groups are the groups of the first run). The file
-    /// is rewritten with those entries alone before anything is appended.
-    pub fn resume(dir: &Path, keep: impl Fn(usize) -> bool) -> Result<Self> {
+    /// The journal of an earlier run in `dir`, keeping only the `groups` (respondent ids) it
+    /// holds whole, so that resumed groups are the groups of the first run: a group cut short
+    /// is computed again with all its members. The file is rewritten with the kept entries
+    /// alone before anything is appended.
+    pub fn resume(dir: &Path, groups: &[Vec<usize>]) -> Result<Self> {
         let path = dir.join(FILE);
-        let (order, entries) = read(&path, keep)?;
+        let (mut order, mut entries) = read(&path)?;
+        for group in groups {
+            if !group.iter().all(|id| entries.contains_key(id)) {
+                for id in group {
+                    entries.remove(id);
+                }
+            }
+        }
+        order.retain(|id| entries.contains_key(id));
         let tmp = dir.join(format!("{FILE}.tmp"));
         let mut out = File::create(&tmp).map_err(|e| io(&tmp, e))?;
         for id in &order {
@@ -88,7 +97,7 @@ impl Journal {
     /// The entries of the journal in `dir`, by respondent, without changing the file (what
     /// `personas merge` reads from each shard).
     pub fn entries(dir: &Path) -> Result<HashMap<usize, Entry>> {
-        Ok(read(&dir.join(FILE), |_| true)?.1)
+        Ok(read(&dir.join(FILE))?.1)
     }
 
     /// Whether the journal read back has an entry for respondent `id`.
@@ -119,9 +128,9 @@ impl Journal {
     }
 }
 
-/// The journal at `path`: the respondents `keep` accepts in the order of their first line, and
-/// each one's last entry.
-fn read(path: &Path, keep: impl Fn(usize) -> bool) -> Result<(Vec<usize>, HashMap<usize, Entry>)> {
+/// The journal at `path`: the respondents in the order of their first line, and each one's
+/// last entry.
+fn read(path: &Path) -> Result<(Vec<usize>, HashMap<usize, Entry>)> {
     let file = File::open(path).map_err(|e| io(path, e))?;
     let mut order = Vec::new();
     let mut entries = HashMap::new();
@@ -131,9 +140,6 @@ fn read(path: &Path, keep: impl Fn(usize) -> bool) -> Result<(Vec<usize>, HashMa
         let Ok(line) = serde_json::from_slice::<Line>(&line) else {
             break;
         };
-        if !keep(line.respondent) {
-            continue;
-        }
         let entry = match line.failed {
             Some(why) => Entry::Failed(why),
             None => Entry::Done(line.records, line.distributions),
@@ -207,7 +213,8 @@ mod tests {
         text.extend_from_slice(b"{\"respondent\":4,\"recor");
         std::fs::write(&path, &text).unwrap();
 
-        let mut j = Journal::resume(dir.path(), |id| id != 3).unwrap();
+        // Respondent 3's group lost 4 to the cut: both are computed again.
+        let mut j = Journal::resume(dir.path(), &[vec![1], vec![2], vec![3, 4]]).unwrap();
         assert!(j.has(1) && j.has(2) && !j.has(3) && !j.has(4));
         assert!(j.failed(2) && !j.failed(1));
         assert_eq!(j.take(1), Some(a), "floats and strings round-trip exactly");
@@ -231,7 +238,7 @@ mod tests {
         let before = std::fs::read(&path).unwrap();
         assert_eq!(Journal::entries(dir.path()).unwrap()[&5], d);
         assert_eq!(std::fs::read(&path).unwrap(), before);
-        let mut j = Journal::resume(dir.path(), |_| true).unwrap();
+        let mut j = Journal::resume(dir.path(), &[vec![5]]).unwrap();
         assert_eq!(j.take(5), Some(d));
         assert_eq!(
             String::from_utf8(std::fs::read(&path).unwrap())

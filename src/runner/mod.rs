@@ -121,8 +121,11 @@ pub fn run(
         // neighbours it had in the first run.
         // (A run killed while its model loaded has no journal yet: it starts afresh.)
         Some(_) if settings.out_dir.join(journal::FILE).exists() => {
-            let whole = whole_groups(&settings.out_dir, &people, group_size)?;
-            Journal::resume(&settings.out_dir, |id| whole.contains(&id))?
+            let groups: Vec<Vec<usize>> = people
+                .chunks(group_size)
+                .map(|g| g.iter().map(|p| p.id).collect())
+                .collect();
+            Journal::resume(&settings.out_dir, &groups)?
         }
         _ => Journal::create(&settings.out_dir)?,
     };
@@ -227,33 +230,6 @@ pub fn run(
         seconds,
         interrupted,
     })
-}
-
-/// The respondents of the groups that the journal in `dir` holds completely (each line's
-/// respondent id, read without the answers).
-fn whole_groups(
-    dir: &std::path::Path,
-    people: &[Person],
-    group_size: usize,
-) -> Result<std::collections::HashSet<usize>> {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        respondent: usize,
-    }
-    let path = dir.join(journal::FILE);
-    let text = std::fs::read(&path)
-        .map_err(|e| Error::Output(format!("cannot read `{}`: {e}", path.display())))?;
-    let seen: std::collections::HashSet<usize> = text
-        .split(|&b| b == b'\n')
-        .map_while(|line| serde_json::from_slice::<Id>(line).ok())
-        .map(|id| id.respondent)
-        .collect();
-    Ok(people
-        .chunks(group_size)
-        .filter(|g| g.iter().all(|p| seen.contains(&p.id)))
-        .flatten()
-        .map(|p| p.id)
-        .collect())
 }
 
 fn answers_per_respondent(study: &Study) -> usize {
