@@ -245,10 +245,11 @@ fn exact_mode_equals_scoring_each_prompt_alone_and_ignores_the_batch() {
     assert_eq!(checked, 3 * 40);
 }
 
-/// 99.9th percentiles of chi-square with 1..=15 degrees of freedom.
-const CHI2_999: [f64; 15] = [
+/// 99.9th percentiles of chi-square with 1..=30 degrees of freedom.
+const CHI2_999: [f64; 30] = [
     10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32, 26.12, 27.88, 29.59, 31.26, 32.91, 34.53,
-    36.12, 37.70,
+    36.12, 37.70, 39.25, 40.79, 42.31, 43.82, 45.31, 46.80, 48.27, 49.73, 51.18, 52.62, 54.05,
+    55.48, 56.89, 58.30, 59.70,
 ];
 
 /// Pearson chi-square of one question's sampled answers against its exact distribution, over
@@ -417,4 +418,128 @@ fn history_and_together_modes_answer_every_question_in_both_modes() {
             assert_eq!(dists.len(), 3 * 40, "{ask} {mode}");
         }
     }
+}
+
+/// A number question too wide to list: answers are whole numbers in range in every ask mode,
+/// sampled or exact, and exact distributions account for all their probability.
+const WIDE_NUMBERS: &str = r#"
+[[questions]]
+id = "guess"
+type = "number"
+min = 0
+max = 120
+text = "How old do you think your oldest neighbour is?"
+
+[[questions]]
+id = "debt"
+type = "number"
+min = -500
+max = 99999
+bins = [[-500, -1], [0, 9], [10, 99999]]
+text = "What is your account balance in dollars?"
+"#;
+
+fn in_range(question: &str, answer: &str, exact: bool) -> bool {
+    let n = answer.parse::<i64>();
+    match question {
+        "guess" => n.is_ok_and(|n| (0..=120).contains(&n)),
+        "debt" if exact => matches!(answer, "-500 to -1" | "0-9" | "10-99999"),
+        "debt" => n.is_ok_and(|n| (-500..=99999).contains(&n)),
+        other => panic!("unexpected question {other}"),
+    }
+}
+
+#[test]
+fn wide_numbers_are_whole_numbers_in_range_in_every_mode() {
+    let model = model();
+    let dir = tempfile::tempdir().unwrap();
+    for (ask, mode) in [
+        ("mode = \"separate\"", "sample"),
+        ("mode = \"separate\"", "exact"),
+        ("mode = \"separate\"\nkeep_history = true", "sample"),
+        ("mode = \"separate\"\nkeep_history = true", "exact"),
+        ("mode = \"together\"", "sample"),
+        ("mode = \"together\"", "exact"),
+    ] {
+        let text = format!(
+            "{PEOPLE}\n[ask]\n{ask}\n[sampling]\nmode = \"{mode}\"\nsamples = 3\n{WIDE_NUMBERS}"
+        );
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, text).unwrap();
+        let s = study::load(&path).unwrap();
+        let out = dir.path().join(format!("{}-{mode}", ask.len()));
+        let outcome = run_into(&model, &s, out.clone(), 64);
+        assert_eq!((outcome.respondents, outcome.failed.len()), (3, 0), "{ask} {mode}");
+        let rows = csv_rows(&out.join("answers.csv"));
+        // Drawn answers (exact mode also writes each question's most likely one, sample empty).
+        let rows: Vec<_> = rows.into_iter().filter(|r| !r[1].is_empty()).collect();
+        assert_eq!(rows.len(), 3 * 3 * 2, "{ask} {mode}");
+        for r in &rows {
+            assert!(
+                in_range(&r[2], &r[3], mode == "exact"),
+                "{ask} {mode}: invalid answer {r:?}"
+            );
+        }
+        if mode == "exact" {
+            let dists = csv_rows(&out.join("distributions.csv"));
+            for person in ["1", "2", "3"] {
+                let of = |q: &str| -> Vec<(String, f64)> {
+                    dists
+                        .iter()
+                        .filter(|r| &r[0] == person && &r[1] == q)
+                        .map(|r| (r[2].to_string(), r[3].parse().unwrap()))
+                        .collect()
+                };
+                // One probability per value, every value resolved.
+                let guess = of("guess");
+                assert_eq!(guess.len(), 121, "{ask} {mode}");
+                let total: f64 = guess.iter().map(|(_, p)| p).sum();
+                assert!((total - 1.0).abs() < 1e-3, "{ask} {mode}: sums to {total}");
+                // The bins, and whatever the walk left open, make up the whole answer.
+                let debt = of("debt");
+                let labels: Vec<&str> = debt.iter().map(|(l, _)| l.as_str()).take(3).collect();
+                assert_eq!(labels, ["-500 to -1", "0-9", "10-99999"], "{ask} {mode}");
+                assert!(debt.len() == 3 || debt[3].0 == "(unresolved)", "{debt:?}");
+                let total: f64 = debt.iter().map(|(_, p)| p).sum();
+                assert!((total - 1.0).abs() < 1e-3, "{ask} {mode}: sums to {total}");
+            }
+        }
+    }
+}
+
+/// The exact distribution of a wide number (walked prefix by prefix, `number_distribution`)
+/// and draws of the constrained decoder (token by token, `decode_constrained`) are two separate
+/// computations of the same distribution.
+#[test]
+fn sampled_wide_numbers_follow_their_exact_distribution() {
+    let model = model();
+    let dir = tempfile::tempdir().unwrap();
+    let one = r#"
+seed = 5
+[persona]
+template = "You are {{ name }}."
+[population]
+people = [{ name = "Dana" }]
+[[questions]]
+id = "guess"
+type = "number"
+min = 0
+max = 120
+text = "How old do you think your oldest neighbour is?"
+"#;
+    let path = dir.path().join("one.toml");
+    std::fs::write(&path, format!("{one}\n[sampling]\nsamples = 4000\n")).unwrap();
+    run_into(&model, &study::load(&path).unwrap(), dir.path().join("s"), 256);
+    std::fs::write(&path, format!("{one}\n[sampling]\nmode = \"exact\"\n")).unwrap();
+    run_into(&model, &study::load(&path).unwrap(), dir.path().join("e"), 64);
+
+    let draws = csv_rows(&dir.path().join("s/answers.csv"));
+    assert_eq!(draws.len(), 4000);
+    let dist = csv_rows(&dir.path().join("e/distributions.csv"));
+    let (chi2, df) = chi_square(&draws, &dist, "guess");
+    assert!(
+        chi2 < CHI2_999[df - 1],
+        "guess: chi-square {chi2:.2} with {df} degrees of freedom"
+    );
+    eprintln!("guess: chi-square {chi2:.2}, {df} degrees of freedom");
 }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use rand_chacha::ChaCha20Rng;
 
+use super::number::Digits;
 use super::sampling::{sample, SamplingParams};
 use super::EngineError;
 use crate::model::{Cache, Llama, LogitsAt};
@@ -23,6 +24,11 @@ use crate::tokenizer::Tokenizer;
 pub enum Piece {
     Literal(String),
     Choice(Vec<String>),
+    /// A whole number from `min` to `max`, written digit by digit ([`Digits`]).
+    Number {
+        min: i64,
+        max: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -40,18 +46,20 @@ impl Pattern {
 
     /// An integer between `min` and `max` inclusive.
     pub fn integer(min: i64, max: i64) -> Self {
-        Self::options((min..=max).map(|i| i.to_string()).collect())
+        Self {
+            pieces: vec![Piece::Number { min, max }],
+        }
     }
 
-    /// A one-line JSON object with these keys in this order, each value one of its options
+    /// A one-line JSON object with these keys in this order, each value a choice or a number
     /// (options are written as given: `5` for numbers, `"A"` with quotes for strings).
-    pub fn json_object(fields: &[(String, Vec<String>)]) -> Self {
+    pub fn json_object(fields: &[(String, Piece)]) -> Self {
         let mut pieces = Vec::new();
-        for (i, (key, options)) in fields.iter().enumerate() {
+        for (i, (key, value)) in fields.iter().enumerate() {
             let open = if i == 0 { "{" } else { ", " };
             let key = serde_json::to_string(key).unwrap_or_else(|_| format!("\"{key}\""));
             pieces.push(Piece::Literal(format!("{open}{key}: ")));
-            pieces.push(Piece::Choice(options.clone()));
+            pieces.push(value.clone());
         }
         pieces.push(Piece::Literal("}".into()));
         Self { pieces }
@@ -107,6 +115,7 @@ impl Trie {
 enum Step {
     Forced(Vec<u32>),
     Choice(Trie),
+    Number(Digits),
 }
 
 /// A pattern with every piece tokenized.
@@ -181,6 +190,18 @@ impl Compiled {
                     steps.push(Step::Choice(Trie::with_options(&flat)));
                     before.clear();
                 }
+                Piece::Number { min, max } => {
+                    // The answer ends with what follows it, or with the end of the turn.
+                    let ends = match pattern.pieces.get(p + 1) {
+                        Some(Piece::Literal(next)) => {
+                            skip_first = true;
+                            enc(next)?.into_iter().take(1).collect()
+                        }
+                        _ => tokenizer.stop_ids(),
+                    };
+                    steps.push(Step::Number(Digits::new(*min, *max, tokenizer, ends)?));
+                    before.clear();
+                }
             }
         }
         Ok(Self { steps })
@@ -210,18 +231,38 @@ impl Compiled {
     }
 }
 
+/// What a row answered at one choice or number of its pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// The index of the option.
+    Option(usize),
+    Number(i64),
+}
+
 /// Where one row is inside its pattern.
 #[derive(Debug, Clone)]
 struct Cursor {
     step: usize,
     /// Position in a forced literal, or trie node in a choice.
     at: usize,
-    choices: Vec<usize>,
+    /// The digits written so far in a number.
+    digits: String,
+    choices: Vec<Pick>,
 }
 
 impl Cursor {
     fn done(&self, c: &Compiled) -> bool {
         self.step >= c.steps.len()
+    }
+
+    /// Whether the next token is decided without the model: a literal, or a number that can
+    /// only end.
+    fn forced(&self, c: &Compiled) -> bool {
+        match c.steps.get(self.step) {
+            Some(Step::Forced(_)) => true,
+            Some(Step::Number(d)) => d.allowed(&self.digits).len() == 1,
+            _ => false,
+        }
     }
 
     /// Skips empty literals and finished steps.
@@ -258,10 +299,28 @@ impl Cursor {
                 // Options are prefix-free in practice ("1".."7"); where one is a prefix of
                 // another, the shorter one wins, so every path ends.
                 if let Some(opt) = node.terminal {
-                    self.choices.push(opt);
+                    self.choices.push(Pick::Option(opt));
                     self.step += 1;
                     self.at = 0;
                     self.settle(c);
+                }
+                t
+            }
+            Step::Number(digits) => {
+                let allowed = digits.allowed(&self.digits);
+                let t = sample(logits, params, history, Some(&allowed), rng);
+                match digits.text(t) {
+                    Some(piece) => self.digits.push_str(piece),
+                    None => {
+                        let v = digits
+                            .value(&self.digits)
+                            .expect("ends only a whole answer");
+                        self.choices.push(Pick::Number(v));
+                        self.digits.clear();
+                        self.step += 1;
+                        self.at = 0;
+                        self.settle(c);
+                    }
                 }
                 t
             }
@@ -272,7 +331,7 @@ impl Cursor {
 /// A finished constrained row: the option chosen at each choice, and the tokens produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConstrainedAnswer {
-    pub choices: Vec<usize>,
+    pub choices: Vec<Pick>,
     pub tokens: Vec<u32>,
 }
 
@@ -296,6 +355,7 @@ pub fn decode_constrained(
         .map(|_| Cursor {
             step: 0,
             at: 0,
+            digits: String::new(),
             choices: Vec::new(),
         })
         .collect();
@@ -325,11 +385,7 @@ pub fn decode_constrained(
                     );
                     tokens[i].push(t);
                     pending[i].push_back(t);
-                    let forced_next = matches!(
-                        patterns[i].steps.get(cursors[i].step),
-                        Some(Step::Forced(_))
-                    );
-                    if !forced_next {
+                    if !cursors[i].forced(patterns[i]) {
                         break;
                     }
                 }
@@ -401,8 +457,8 @@ mod tests {
     #[test]
     fn json_object_pattern_interleaves_keys_and_choices() {
         let p = Pattern::json_object(&[
-            ("a".into(), vec!["1".into(), "2".into()]),
-            ("b".into(), vec!["\"x\"".into()]),
+            ("a".into(), Piece::Choice(vec!["1".into(), "2".into()])),
+            ("b".into(), Piece::Choice(vec!["\"x\"".into()])),
         ]);
         assert_eq!(
             p.pieces,

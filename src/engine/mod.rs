@@ -3,6 +3,7 @@
 
 pub mod constrain;
 pub mod generate;
+pub mod number;
 pub mod sampling;
 pub mod score;
 pub mod session;

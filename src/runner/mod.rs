@@ -24,12 +24,12 @@ use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 
 use crate::chat::{ChatTemplate, Message};
-use crate::engine::constrain::{decode_constrained, Compiled, Pattern, Piece};
+use crate::engine::constrain::{decode_constrained, Compiled, Pattern, Pick, Piece};
 use crate::engine::generate::{decode_rows, generate, prefill};
-use crate::engine::sampling::{row_rng, sample};
+use crate::engine::number::{greedy, Digits};
+use crate::engine::sampling::row_rng;
 use crate::engine::score::{
-    draw_option, reply_options, score_after, score_single, terminate_ambiguous, tokenize_options,
-    OptionTokens,
+    draw_option, score_after, score_single, terminate_ambiguous, tokenize_options,
 };
 use crate::engine::session::{model_template, render_ids};
 use crate::engine::{EngineError, SamplingParams};
@@ -41,9 +41,11 @@ use crate::{Error, Result};
 /// Prompts computed together in one batch when a study's questions are independent.
 const PROMPT_ROWS: usize = 32;
 
+mod format;
 pub mod journal;
 pub mod shard;
 
+use format::{binned, number_bins, number_probs, Format, UNRESOLVED};
 use journal::{Entry, Journal};
 pub use shard::Shard;
 
@@ -256,35 +258,6 @@ fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// A question's answer format, tokenized once for the whole run.
-///
-/// Closed questions are scored over their options ([`reply_options`]); a sampled answer is one
-/// token drawn from the prompt's logits when every option is one token, otherwise a draw from
-/// the scored options ([`draw_option`]), so samples follow the model's whole-answer
-/// probabilities and match exact mode's distribution.
-struct Format {
-    options: Vec<String>,
-    /// The options as scored ([`reply_options`]).
-    exact: Vec<OptionTokens>,
-    /// See [`Compiled::single_token`].
-    single_token: Option<(Vec<u32>, Vec<usize>)>,
-}
-
-impl Format {
-    /// The option picked by one token drawn from the prompt's `logits`, when every option is one
-    /// token (`None` otherwise: then the options are scored and drawn with [`draw_option`]).
-    fn draw_token(
-        &self,
-        logits: &[f32],
-        params: &SamplingParams,
-        rng: &mut ChaCha20Rng,
-    ) -> Option<usize> {
-        let (allowed, picks) = self.single_token.as_ref()?;
-        let t = sample(logits, params, &[], Some(allowed), rng);
-        Some(allowed.iter().position(|&a| a == t).map_or(0, |i| picks[i]))
-    }
-}
-
 /// Everything fixed for the run: model, template, sampling parameters, compiled formats.
 struct Asker<'a> {
     study: &'a Study,
@@ -292,22 +265,13 @@ struct Asker<'a> {
     template: ChatTemplate,
     params: SamplingParams,
     batch: usize,
-    /// Per question (separate mode); `None` for free text.
-    formats: Vec<Option<Format>>,
+    /// Per question.
+    formats: Vec<Format>,
     /// The JSON object pattern (together mode) and the options of each of its slots.
     together: Option<(Compiled, Pattern)>,
     /// Tokens every prompt of the run starts with. Batched prompts are computed as this prefix
     /// plus the rest, whichever respondents share a batch, so no result depends on the grouping.
     split: usize,
-}
-
-/// How an option is written inside the together-mode JSON object.
-fn json_value(option: &str) -> String {
-    if option.parse::<f64>().is_ok() {
-        option.to_string()
-    } else {
-        serde_json::to_string(option).unwrap_or_else(|_| format!("\"{option}\""))
-    }
 }
 
 fn engine(e: EngineError) -> Error {
@@ -326,31 +290,18 @@ impl<'a> Asker<'a> {
             seed: study.seed,
             max_tokens: 0,
         };
-        let mut formats = Vec::new();
-        for q in &study.questions {
-            formats.push(match q.options() {
-                Some(options) => {
-                    let compiled =
-                        Compiled::new(&Pattern::options(options.clone()), &model.tokenizer)?;
-                    Some(Format {
-                        single_token: compiled.single_token(),
-                        exact: reply_options(&model.tokenizer, &options)?,
-                        options,
-                    })
-                }
-                None => None,
-            });
-        }
+        let formats = study
+            .questions
+            .iter()
+            .map(|q| Format::new(q, &model.tokenizer))
+            .collect::<Result<Vec<_>>>()?;
         let together = match &study.ask {
             AskMode::Together { .. } => {
-                let fields: Vec<(String, Vec<String>)> = study
+                let fields: Vec<(String, Piece)> = study
                     .answer_keys()
                     .into_iter()
-                    .zip(&study.questions)
-                    .map(|(k, q)| {
-                        let opts = q.options().unwrap_or_default();
-                        (k, opts.iter().map(|o| json_value(o)).collect())
-                    })
+                    .zip(&formats)
+                    .map(|(k, f)| (k, f.json_piece()))
                     .collect();
                 let pattern = Pattern::json_object(&fields);
                 Some((Compiled::new(&pattern, &model.tokenizer)?, pattern))
@@ -551,13 +502,14 @@ impl<'a> Asker<'a> {
             let logits = extend_rows(llama, &mut cache, &suffixes)?;
             // Sampled answers, as (local row, sample) jobs decoded together below.
             let mut closed_jobs = Vec::new();
+            let mut number_jobs = Vec::new();
             let mut open_jobs = Vec::new();
             for (local, &row) in chunk.iter().enumerate() {
                 let (pi, qi) = (row / nq, row % nq);
                 let (person, q) = (&people[pi], &questions[qi]);
                 let samples = 1..=self.study.sampling.samples;
                 match (&self.formats[qi], self.exact()) {
-                    (Some(format), true) => {
+                    (Format::Options(format), true) => {
                         let options = &format.exact;
                         let d = match score_single(&logits[local], options) {
                             Some(d) => d,
@@ -566,17 +518,29 @@ impl<'a> Asker<'a> {
                             }
                         };
                         let (records, dists) = &mut out[pi];
-                        self.exact_answer(person, qi, q, probabilities(&d), records, dists);
+                        let probs = binned(q, probabilities(&d));
+                        self.exact_answer(person, qi, q, probs, records, dists);
                     }
-                    (Some(_), false) => closed_jobs.extend(samples.map(|s| (local, s))),
-                    (None, _) => open_jobs.extend(samples.map(|s| (local, s))),
+                    (Format::Number(n), true) => {
+                        let row = cache.rows(&[local])?;
+                        let probs = number_probs(llama, &row, &logits[local], &n.digits, &n.bins)?;
+                        let (records, dists) = &mut out[pi];
+                        self.exact_answer(person, qi, q, probs, records, dists);
+                    }
+                    (Format::Options(_), false) => closed_jobs.extend(samples.map(|s| (local, s))),
+                    (Format::Number(_), false) => number_jobs.extend(samples.map(|s| (local, s))),
+                    (Format::Open, _) => open_jobs.extend(samples.map(|s| (local, s))),
                 }
             }
             let who = |local: usize| (chunk[local] / nq, chunk[local] % nq);
+            let options = |qi: usize| match &self.formats[qi] {
+                Format::Options(o) => o,
+                _ => unreachable!("a job of listed options"),
+            };
             // One-token answers are a single draw from the prompt's logits: no fork, no pass.
             closed_jobs.retain(|&(local, s)| {
                 let (pi, qi) = who(local);
-                let format = self.formats[qi].as_ref().expect("closed");
+                let format = options(qi);
                 let mut rng = self.rng(&people[pi], s, qi);
                 let Some(pick) = format.draw_token(&logits[local], &self.params, &mut rng) else {
                     return true;
@@ -592,7 +556,7 @@ impl<'a> Asker<'a> {
             let mut scored: Option<(usize, crate::engine::score::Distribution)> = None;
             for &(local, s) in &closed_jobs {
                 let (pi, qi) = who(local);
-                let format = self.formats[qi].as_ref().expect("closed");
+                let format = options(qi);
                 if scored.as_ref().is_none_or(|(l, _)| *l != local) {
                     let d =
                         score_after(llama, &cache.rows(&[local])?, &logits[local], &format.exact)?;
@@ -604,6 +568,35 @@ impl<'a> Asker<'a> {
                 out[pi]
                     .0
                     .push(record(&people[pi], s, &questions[qi], answer, None));
+            }
+            // Wide numbers: decoded digit by digit under their constraint, in batches.
+            for jobs in number_jobs.chunks(self.batch) {
+                let idx: Vec<usize> = jobs.iter().map(|&(local, _)| local).collect();
+                let patterns: Vec<&Compiled> = jobs
+                    .iter()
+                    .map(|&(local, _)| match &self.formats[who(local).1] {
+                        Format::Number(n) => &n.compiled,
+                        _ => unreachable!("a job of a number question"),
+                    })
+                    .collect();
+                let rngs = jobs
+                    .iter()
+                    .map(|&(local, s)| self.rng(&people[who(local).0], s, who(local).1))
+                    .collect();
+                let starts = idx.iter().map(|&l| logits[l].clone()).collect();
+                let mut forked = cache.rows(&idx)?;
+                let answers =
+                    decode_constrained(llama, &mut forked, starts, &self.params, &patterns, rngs)?;
+                for (&(local, s), a) in jobs.iter().zip(&answers) {
+                    let (pi, qi) = who(local);
+                    out[pi].0.push(record(
+                        &people[pi],
+                        s,
+                        &questions[qi],
+                        pick_text(&questions[qi], a.choices[0]),
+                        None,
+                    ));
+                }
             }
             for jobs in open_jobs.chunks(self.batch) {
                 let idx: Vec<usize> = jobs.iter().map(|&(local, _)| local).collect();
@@ -665,8 +658,21 @@ impl<'a> Asker<'a> {
     ) {
         let samples = self.study.sampling.samples;
         if samples > 1 {
+            // Answers are drawn among the bins; what a number's walk left unresolved is not one.
+            let resolved: f64 = probs
+                .iter()
+                .filter(|(o, _)| o != UNRESOLVED)
+                .map(|(_, p)| p)
+                .sum();
+            let drawable: Vec<(String, f64)> = match probs.last() {
+                Some((o, _)) if o == UNRESOLVED && resolved > 0.0 => probs[..probs.len() - 1]
+                    .iter()
+                    .map(|(o, p)| (o.clone(), p / resolved))
+                    .collect(),
+                _ => probs.clone(),
+            };
             for s in 1..=samples {
-                let (answer, p) = draw(&probs, &mut self.rng(person, s, qi));
+                let (answer, p) = draw(&drawable, &mut self.rng(person, s, qi));
                 records.push(record(person, s, q, answer, Some(p)));
             }
         }
@@ -678,7 +684,9 @@ impl<'a> Asker<'a> {
     }
 
     /// Answers question `qi` in exact mode from a one-row cache holding its prompt: a closed
-    /// question is scored, free text sampled (`samples` times).
+    /// question is scored, free text sampled (`samples` times). Returns the answer the
+    /// conversation goes on with for a closed question: the most likely option, or a number's
+    /// greedy answer.
     #[allow(clippy::too_many_arguments)]
     fn answer_exact(
         &self,
@@ -689,20 +697,33 @@ impl<'a> Asker<'a> {
         logits: Vec<f32>,
         records: &mut Vec<Record>,
         dists: &mut Vec<Distribution>,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
+        let llama = &self.model.llama;
         match &self.formats[qi] {
-            Some(format) => {
+            Format::Options(format) => {
                 // Options follow the assistant turn's opening directly: nothing to join them to.
-                let d = score_after(&self.model.llama, cache, &logits, &format.exact)?;
-                self.exact_answer(person, qi, q, probabilities(&d), records, dists);
+                let d = score_after(llama, cache, &logits, &format.exact)?;
+                let probs = probabilities(&d);
+                let best = probs
+                    .iter()
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|o| o.0.clone());
+                self.exact_answer(person, qi, q, binned(q, probs), records, dists);
+                Ok(best)
             }
-            None => {
+            Format::Number(n) => {
+                let probs = number_probs(llama, cache, &logits, &n.digits, &n.bins)?;
+                self.exact_answer(person, qi, q, probs, records, dists);
+                let (value, _) = greedy(llama, &mut cache.rows(&[0])?, logits, &n.digits)?;
+                Ok(Some(value.to_string()))
+            }
+            Format::Open => {
                 for s in 1..=self.study.sampling.samples {
                     self.answer_one(person, s, qi, q, cache, logits.clone(), records)?;
                 }
+                Ok(None)
             }
         }
-        Ok(())
     }
 
     /// All questions in one turn, answered as one JSON object.
@@ -761,8 +782,34 @@ impl<'a> Asker<'a> {
                         let best = (0..probs.len())
                             .max_by(|&a, &b| probs[a].1.total_cmp(&probs[b].1))
                             .unwrap_or(0);
+                        let probs = binned(q, probs);
                         self.exact_answer(person, slot, q, probs, &mut records, &mut dists);
                         logits = prefill(llama, &mut base, &toks[best].ids).map_err(engine)?;
+                        before.clear();
+                        slot += 1;
+                    }
+                    Piece::Number { min, max } => {
+                        // Ended by the first token of the literal after it, as when sampled.
+                        let ends = match pattern.pieces.get(p + 1) {
+                            Some(Piece::Literal(next)) => self
+                                .model
+                                .tokenizer
+                                .encode(next, false)
+                                .map_err(|e| Error::Tokenize(e.to_string()))?
+                                .into_iter()
+                                .take(1)
+                                .collect(),
+                            _ => self.model.tokenizer.stop_ids(),
+                        };
+                        let digits = Digits::new(*min, *max, &self.model.tokenizer, ends)?;
+                        let q = &questions[slot];
+                        let bins = match &q.kind {
+                            QuestionKind::Number { bins, .. } => number_bins(*min, *max, bins),
+                            _ => unreachable!("a number slot is a number question"),
+                        };
+                        let probs = number_probs(llama, &base, &logits, &digits, &bins)?;
+                        self.exact_answer(person, slot, q, probs, &mut records, &mut dists);
+                        (_, logits) = greedy(llama, &mut base, logits, &digits)?;
                         before.clear();
                         slot += 1;
                     }
@@ -785,7 +832,7 @@ impl<'a> Asker<'a> {
             )?;
             for (i, a) in out.iter().enumerate() {
                 for (q, &choice) in questions.iter().zip(&a.choices) {
-                    let answer = q.options().unwrap_or_default()[choice].clone();
+                    let answer = pick_text(q, choice);
                     records.push(record(person, start + i + 1, q, answer, None));
                 }
             }
@@ -820,24 +867,18 @@ impl<'a> Asker<'a> {
                 let logits = prefill(llama, &mut cache, &ids[keep..]).map_err(engine)?;
                 cached = ids;
                 let before_records = records.len();
-                let before_dists = dists.len();
-                if self.exact() {
-                    self.answer_exact(person, qi, q, &cache, logits, &mut records, &mut dists)?;
+                let closed = if self.exact() {
+                    self.answer_exact(person, qi, q, &cache, logits, &mut records, &mut dists)?
                 } else {
                     self.answer_one(person, s, qi, q, &cache, logits, &mut records)?;
-                }
-                let text = if let Some(d) = dists.get(before_dists) {
-                    d.options
-                        .iter()
-                        .max_by(|a, b| a.1.total_cmp(&b.1))
-                        .map(|o| o.0.clone())
-                        .unwrap_or_default()
-                } else {
+                    None
+                };
+                let text = closed.unwrap_or_else(|| {
                     records
                         .get(before_records)
                         .map(|r| r.answer.clone())
                         .unwrap_or_default()
-                };
+                });
                 messages.push(Message::assistant(text));
             }
         }
@@ -858,7 +899,7 @@ impl<'a> Asker<'a> {
     ) -> Result<()> {
         let mut rng = self.rng(person, s, qi);
         let answer = match &self.formats[qi] {
-            Some(format) => {
+            Format::Options(format) => {
                 let pick = match format.draw_token(&logits, &self.params, &mut rng) {
                     Some(pick) => pick,
                     None => {
@@ -868,7 +909,19 @@ impl<'a> Asker<'a> {
                 };
                 format.options[pick].clone()
             }
-            None => {
+            Format::Number(n) => {
+                let mut forked = cache.repeat_rows(1, 32)?;
+                let out = decode_constrained(
+                    &self.model.llama,
+                    &mut forked,
+                    vec![logits],
+                    &self.params,
+                    &[&n.compiled],
+                    vec![rng],
+                )?;
+                pick_text(q, out[0].choices[0])
+            }
+            Format::Open => {
                 let mut forked = cache.repeat_rows(1, 256)?;
                 let max_tokens = text_tokens(q);
                 let params = SamplingParams {
@@ -917,6 +970,14 @@ fn extend_rows(
     Ok(llama
         .forward(&rows, cache, LogitsAt::Last)?
         .to_vec2::<f32>()?)
+}
+
+/// The answer a constrained pick stands for.
+fn pick_text(q: &Question, pick: Pick) -> String {
+    match pick {
+        Pick::Option(i) => q.options().unwrap_or_default()[i].clone(),
+        Pick::Number(v) => v.to_string(),
+    }
 }
 
 /// (option, renormalized probability) pairs of a scored question.
@@ -1012,11 +1073,5 @@ mod tests {
         let n = 10_000;
         let a = (0..n).filter(|_| draw(&probs, &mut rng).0 == "a").count();
         assert!((a as f64 / n as f64 - 0.2).abs() < 0.02);
-    }
-
-    #[test]
-    fn json_values_quote_non_numbers() {
-        assert_eq!(json_value("5"), "5");
-        assert_eq!(json_value("A"), "\"A\"");
     }
 }

@@ -14,6 +14,10 @@ use super::spec::JsonKeys;
 /// [`Question::options`]; wider ranges are left to a numeric constraint.
 pub const MAX_LISTED_NUMBERS: i64 = 101;
 
+/// Exact mode gives every value of a `number` question its own probability up to this many
+/// values; wider ranges name `bins`.
+pub const MAX_EXACT_VALUES: i64 = 1001;
+
 /// One checked question.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Question {
@@ -42,8 +46,13 @@ pub enum QuestionKind {
     Choice { options: Vec<ChoiceOption> },
     /// Two answers; `no` counts as 0 and `yes` as 1.
     YesNo { yes: String, no: String },
-    /// A whole number `min..=max`.
-    Number { min: i64, max: i64 },
+    /// A whole number `min..=max`; `bins` group values in exact mode's distribution
+    /// (inclusive, within the range, not overlapping; empty for one probability per value).
+    Number {
+        min: i64,
+        max: i64,
+        bins: Vec<(i64, i64)>,
+    },
     /// Free text of at most `max_tokens` tokens.
     Text { max_tokens: usize },
 }
@@ -81,7 +90,7 @@ impl Question {
             QuestionKind::Scale { min, max, .. } => {
                 Some((*min..=*max).map(|i| i.to_string()).collect())
             }
-            QuestionKind::Number { min, max }
+            QuestionKind::Number { min, max, .. }
                 if (*max as i128 - *min as i128) < MAX_LISTED_NUMBERS as i128 =>
             {
                 Some((*min..=*max).map(|i| i.to_string()).collect())
@@ -97,7 +106,7 @@ impl Question {
     /// The number an answer stands for, for means and correlations.
     pub fn numeric_value(&self, answer: &str) -> Option<f64> {
         match &self.kind {
-            QuestionKind::Scale { min, max, .. } | QuestionKind::Number { min, max } => {
+            QuestionKind::Scale { min, max, .. } | QuestionKind::Number { min, max, .. } => {
                 let x: i64 = answer.trim().parse().ok()?;
                 (*min..=*max).contains(&x).then_some(x as f64)
             }
@@ -121,7 +130,7 @@ impl Question {
     /// Lowest and highest numeric value, used to reverse-code items (`min + max - x`).
     pub fn value_range(&self) -> Option<(f64, f64)> {
         match &self.kind {
-            QuestionKind::Scale { min, max, .. } | QuestionKind::Number { min, max } => {
+            QuestionKind::Scale { min, max, .. } | QuestionKind::Number { min, max, .. } => {
                 Some((*min as f64, *max as f64))
             }
             QuestionKind::YesNo { .. } => Some((0.0, 1.0)),
@@ -232,7 +241,7 @@ impl Question {
                 .collect::<Option<Vec<_>>>()
         };
         match &self.kind {
-            QuestionKind::Scale { min, max, .. } | QuestionKind::Number { min, max } => {
+            QuestionKind::Scale { min, max, .. } | QuestionKind::Number { min, max, .. } => {
                 json!({ "type": "integer", "minimum": min, "maximum": max })
             }
             QuestionKind::Choice { .. } | QuestionKind::YesNo { .. } => {
@@ -307,7 +316,7 @@ pub fn default_instruction(kind: &QuestionKind) -> String {
                 end(max, max_label)
             )
         }
-        QuestionKind::Number { min, max } => {
+        QuestionKind::Number { min, max, .. } => {
             format!("Answer with a single whole number from {min} to {max}.")
         }
         QuestionKind::Choice { options } => {
@@ -495,14 +504,29 @@ mod tests {
         assert_eq!(stance().options().unwrap(), ["A", "B"]);
         assert_eq!(fossil().options().unwrap(), ["0", "1"]);
         assert_eq!(
-            question("n", QuestionKind::Number { min: 0, max: 100 })
-                .options()
-                .unwrap()
-                .len(),
+            question(
+                "n",
+                QuestionKind::Number {
+                    min: 0,
+                    max: 100,
+                    bins: vec![]
+                }
+            )
+            .options()
+            .unwrap()
+            .len(),
             101
         );
         assert_eq!(
-            question("n", QuestionKind::Number { min: 0, max: 1000 }).options(),
+            question(
+                "n",
+                QuestionKind::Number {
+                    min: 0,
+                    max: 1000,
+                    bins: vec![]
+                }
+            )
+            .options(),
             None
         );
         assert_eq!(

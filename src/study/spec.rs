@@ -157,6 +157,7 @@ pub struct QuestionSpec {
     pub yes: Option<Spanned<AttributeValue>>,
     pub no: Option<Spanned<AttributeValue>>,
     pub max_tokens: Option<Spanned<u64>>,
+    pub bins: Option<Spanned<Vec<Spanned<Vec<i64>>>>>,
     pub instruction: Option<Spanned<String>>,
     pub intro: Option<Spanned<String>>,
 }

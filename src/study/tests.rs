@@ -507,3 +507,42 @@ fn docs_smallest_study_is_valid() {
     let study = parse_base(block).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(study.population().unwrap().len(), 50);
 }
+
+#[test]
+fn error_number_bins() {
+    let number = |bins: &str| {
+        error_with(
+            "type = \"scale\"\nmin = 1\nmax = 7\ntext = \"I like",
+            &format!("type = \"number\"\nmin = 0\nmax = 120\n{bins}text = \"I like"),
+        )
+    };
+    insta::assert_snapshot!("number_bins_overlap", number("bins = [[0, 17], [15, 64]]\n"));
+    insta::assert_snapshot!("number_bin_outside", number("bins = [[0, 17], [18, 200]]\n"));
+    insta::assert_snapshot!("number_bin_reversed", number("bins = [[17, 0]]\n"));
+    insta::assert_snapshot!("number_bin_not_a_pair", number("bins = [[0, 17, 64]]\n"));
+    insta::assert_snapshot!("number_bins_empty", number("bins = []\n"));
+    insta::assert_snapshot!(
+        "bins_on_a_scale",
+        error_with("max = 7\ntext = \"I like", "max = 7\nbins = [[1, 3]]\ntext = \"I like")
+    );
+    // Exact mode lists each value of at most 1,001; a wider range needs bins.
+    let wide = |bins: &str| {
+        BASE.replacen(
+            "type = \"scale\"\nmin = 1\nmax = 7\ntext = \"I like",
+            &format!("type = \"number\"\nmin = 0\nmax = 1000000\n{bins}text = \"I like"),
+            1,
+        ) + "\n[sampling]\nmode = \"exact\"\n"
+    };
+    let message = parse_base(&wide("")).unwrap_err().to_string();
+    assert!(!message.contains('\n'), "{message}");
+    insta::assert_snapshot!("number_exact_without_bins", message);
+    let study = parse_base(&wide("bins = [[0, 17], [18, 64]]\n")).unwrap();
+    assert_eq!(
+        study.questions()[0].kind,
+        QuestionKind::Number {
+            min: 0,
+            max: 1_000_000,
+            bins: vec![(0, 17), (18, 64)]
+        }
+    );
+}

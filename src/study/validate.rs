@@ -44,6 +44,11 @@ pub(super) fn study(text: &str, path: &Path) -> Result<Study> {
     let check = Checker {
         src: &src,
         base_dir: path.parent().unwrap_or(Path::new("")),
+        exact: spec
+            .sampling
+            .as_ref()
+            .and_then(|s| s.get_ref().mode.as_ref())
+            .is_some_and(|m| *m.get_ref() == Mode::Exact),
     };
 
     let model = match spec.model {
@@ -84,6 +89,8 @@ pub(super) fn study(text: &str, path: &Path) -> Result<Study> {
 struct Checker<'a> {
     src: &'a Source<'a>,
     base_dir: &'a Path,
+    /// The study asks for exact distributions (`[sampling] mode = "exact"`).
+    exact: bool,
 }
 
 impl Checker<'_> {

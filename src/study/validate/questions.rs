@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::{suggest, Checker, Result, DEFAULT_MAX_TOKENS};
 use crate::study::population::AttributeValue;
 use crate::study::question::{
-    backticked, default_instruction, ChoiceOption, Question, QuestionKind,
+    backticked, default_instruction, ChoiceOption, Question, QuestionKind, MAX_EXACT_VALUES,
 };
 use crate::study::spec::{QuestionSpec, QuestionType, ScaleSpec};
 
@@ -61,6 +61,62 @@ impl Checker<'_> {
         Ok(questions)
     }
 
+    /// A number question's `bins`: pairs of whole numbers `[lo, hi]`, `lo <= hi`, inside the
+    /// range, not overlapping.
+    fn bins(
+        &self,
+        spec: Option<&Spanned<Vec<Spanned<Vec<i64>>>>>,
+        min: i64,
+        max: i64,
+    ) -> Result<Vec<(i64, i64)>> {
+        let Some(spec) = spec else {
+            return Ok(Vec::new());
+        };
+        if spec.get_ref().is_empty() {
+            return Err(self.err(
+                spec.span(),
+                "`bins` is empty",
+                Some("remove it for one probability per value, or name ranges, e.g. bins = [[0, 17], [18, 120]]"),
+            ));
+        }
+        let mut bins: Vec<(i64, i64)> = Vec::new();
+        for bin in spec.get_ref() {
+            let (lo, hi) = match bin.get_ref().as_slice() {
+                [lo, hi] if lo <= hi => (*lo, *hi),
+                [lo, hi] => {
+                    return Err(self.err(
+                        bin.span(),
+                        format!("the bin [{lo}, {hi}] is empty: its end is below its start"),
+                        Some(&format!("write it as [{hi}, {lo}]")),
+                    ))
+                }
+                _ => {
+                    return Err(self.err(
+                        bin.span(),
+                        "a bin is two whole numbers, its first and last value",
+                        Some("e.g. [18, 64]"),
+                    ))
+                }
+            };
+            if lo < min || hi > max {
+                return Err(self.err(
+                    bin.span(),
+                    format!("the bin [{lo}, {hi}] reaches outside the range {min} to {max}"),
+                    None,
+                ));
+            }
+            if let Some((a, b)) = bins.iter().find(|(a, b)| lo <= *b && *a <= hi) {
+                return Err(self.err(
+                    bin.span(),
+                    format!("the bin [{lo}, {hi}] overlaps the bin [{a}, {b}]"),
+                    Some("each value may fall in one bin only"),
+                ));
+            }
+            bins.push((lo, hi));
+        }
+        Ok(bins)
+    }
+
     fn scale_range(&self, min: &i64, max: &Spanned<i64>, what: &str) -> Result<()> {
         if min >= max.get_ref() {
             return Err(self.err(
@@ -91,7 +147,7 @@ impl Checker<'_> {
         scales: &BTreeMap<Spanned<String>, Spanned<ScaleSpec>>,
     ) -> Result<QuestionKind> {
         let kind = *q.kind.get_ref();
-        let present: [(&str, Option<Range<usize>>); 8] = [
+        let present: [(&str, Option<Range<usize>>); 9] = [
             ("scale", q.scale.as_ref().map(Spanned::span)),
             ("min", q.min.as_ref().map(Spanned::span)),
             ("max", q.max.as_ref().map(Spanned::span)),
@@ -100,12 +156,13 @@ impl Checker<'_> {
             ("options", q.options.as_ref().map(Spanned::span)),
             ("yes", q.yes.as_ref().map(Spanned::span)),
             ("max_tokens", q.max_tokens.as_ref().map(Spanned::span)),
+            ("bins", q.bins.as_ref().map(Spanned::span)),
         ];
         let allowed: &[&str] = match kind {
             QuestionType::Scale => &["scale", "min", "max", "min_label", "max_label"],
             QuestionType::Choice => &["options"],
             QuestionType::YesNo => &["yes"],
-            QuestionType::Number => &["min", "max"],
+            QuestionType::Number => &["min", "max", "bins"],
             QuestionType::Text => &["max_tokens"],
         };
         let stray = present
@@ -213,10 +270,32 @@ impl Checker<'_> {
                         Some("answers are read and summarized as f64, exact up to 2^53"),
                     ));
                 }
-                (Some(min), Some(max)) if min.get_ref() < max.get_ref() => QuestionKind::Number {
-                    min: *min.get_ref(),
-                    max: *max.get_ref(),
-                },
+                (Some(min), Some(max)) if min.get_ref() < max.get_ref() => {
+                    let (min, max) = (*min.get_ref(), max);
+                    let bins = self.bins(q.bins.as_ref(), min, *max.get_ref())?;
+                    let values = *max.get_ref() as i128 - min as i128 + 1;
+                    if self.exact && bins.is_empty() && values > MAX_EXACT_VALUES as i128 {
+                        return Err(self.err(
+                            max.span(),
+                            format!(
+                                "exact mode gives each value its own probability for at most \
+                                 {MAX_EXACT_VALUES} values, and `{id}` has {values}"
+                            ),
+                            Some(&format!(
+                                "name bins, e.g. bins = [[{min}, {mid}], [{next}, {}]], or use \
+                                 [sampling] mode = \"sample\"",
+                                max.get_ref(),
+                                mid = min + ((*max.get_ref() - min) / 2),
+                                next = min + ((*max.get_ref() - min) / 2) + 1,
+                            )),
+                        ));
+                    }
+                    QuestionKind::Number {
+                        min,
+                        max: *max.get_ref(),
+                        bins,
+                    }
+                }
                 (Some(min), Some(max)) => {
                     return Err(self.err(
                         max.span(),
