@@ -469,7 +469,11 @@ fn wide_numbers_are_whole_numbers_in_range_in_every_mode() {
         let s = study::load(&path).unwrap();
         let out = dir.path().join(format!("{}-{mode}", ask.len()));
         let outcome = run_into(&model, &s, out.clone(), 64);
-        assert_eq!((outcome.respondents, outcome.failed.len()), (3, 0), "{ask} {mode}");
+        assert_eq!(
+            (outcome.respondents, outcome.failed.len()),
+            (3, 0),
+            "{ask} {mode}"
+        );
         let rows = csv_rows(&out.join("answers.csv"));
         // Drawn answers (exact mode also writes each question's most likely one, sample empty).
         let rows: Vec<_> = rows.into_iter().filter(|r| !r[1].is_empty()).collect();
@@ -529,9 +533,19 @@ text = "How old do you think your oldest neighbour is?"
 "#;
     let path = dir.path().join("one.toml");
     std::fs::write(&path, format!("{one}\n[sampling]\nsamples = 4000\n")).unwrap();
-    run_into(&model, &study::load(&path).unwrap(), dir.path().join("s"), 256);
+    run_into(
+        &model,
+        &study::load(&path).unwrap(),
+        dir.path().join("s"),
+        256,
+    );
     std::fs::write(&path, format!("{one}\n[sampling]\nmode = \"exact\"\n")).unwrap();
-    run_into(&model, &study::load(&path).unwrap(), dir.path().join("e"), 64);
+    run_into(
+        &model,
+        &study::load(&path).unwrap(),
+        dir.path().join("e"),
+        64,
+    );
 
     let draws = csv_rows(&dir.path().join("s/answers.csv"));
     assert_eq!(draws.len(), 4000);

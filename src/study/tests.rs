@@ -516,14 +516,23 @@ fn error_number_bins() {
             &format!("type = \"number\"\nmin = 0\nmax = 120\n{bins}text = \"I like"),
         )
     };
-    insta::assert_snapshot!("number_bins_overlap", number("bins = [[0, 17], [15, 64]]\n"));
-    insta::assert_snapshot!("number_bin_outside", number("bins = [[0, 17], [18, 200]]\n"));
+    insta::assert_snapshot!(
+        "number_bins_overlap",
+        number("bins = [[0, 17], [15, 64]]\n")
+    );
+    insta::assert_snapshot!(
+        "number_bin_outside",
+        number("bins = [[0, 17], [18, 200]]\n")
+    );
     insta::assert_snapshot!("number_bin_reversed", number("bins = [[17, 0]]\n"));
     insta::assert_snapshot!("number_bin_not_a_pair", number("bins = [[0, 17, 64]]\n"));
     insta::assert_snapshot!("number_bins_empty", number("bins = []\n"));
     insta::assert_snapshot!(
         "bins_on_a_scale",
-        error_with("max = 7\ntext = \"I like", "max = 7\nbins = [[1, 3]]\ntext = \"I like")
+        error_with(
+            "max = 7\ntext = \"I like",
+            "max = 7\nbins = [[1, 3]]\ntext = \"I like"
+        )
     );
     // Exact mode lists each value of at most 1,001; a wider range needs bins.
     let wide = |bins: &str| {
