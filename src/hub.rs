@@ -798,6 +798,7 @@ mod tests {
         for needle in ["`tiny`", &"ab".repeat(32), &sha(&body), "hint:"] {
             assert!(msg.contains(needle), "`{needle}` missing from: {msg}");
         }
+        insta::assert_snapshot!("hub_wrong_sha256", redact(&msg, &hub.url, cache.path()));
         let left = files_under(&cache.path().join("models--acme--tiny"));
         assert_eq!(
             left,
@@ -815,6 +816,7 @@ mod tests {
         let err = fetch(&s, &req, "tiny-model").unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, HubError::Unreachable { .. }), "{msg}");
+        insta::assert_snapshot!("hub_unreachable", redact(&msg, &endpoint, cache.path()));
         for needle in [
             "`tiny-model`",
             &endpoint,
@@ -837,6 +839,7 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("hint: unset HF_HUB_OFFLINE"), "{msg}");
+        insta::assert_snapshot!("hub_offline", redact(&msg, &endpoint, cache.path()));
     }
 
     #[test]
@@ -854,6 +857,7 @@ mod tests {
             msg.contains("HTTP 401") && msg.contains("set HF_TOKEN"),
             "{msg}"
         );
+        insta::assert_snapshot!("hub_gated", redact(&msg, &hub.url, cache.path()));
 
         s.token = Some("hf_x".into());
         assert!(
@@ -873,6 +877,15 @@ mod tests {
             "gated",
         );
         assert!(matches!(err, Err(HubError::NotFound { .. })), "{err:?}");
+        let msg = err.unwrap_err().to_string();
+        insta::assert_snapshot!("hub_file_not_found", redact(&msg, &hub.url, cache.path()));
+    }
+
+    /// A message with this run's server address and cache directory replaced, to pin it.
+    fn redact(msg: &str, url: &str, cache: &Path) -> String {
+        assert!(!msg.contains('\n'), "not one line: {msg}");
+        msg.replace(url, "[hub]")
+            .replace(&cache.display().to_string(), "[cache]")
     }
 
     /// Writes a minimal valid wheel `{dist}-0.0.1-py3-none-any.whl` holding `member`.

@@ -919,3 +919,66 @@ fn errors_of_runs_resumes_and_merges() {
         error_in(d, &mut run(&["--resume", shard]))
     );
 }
+
+/// A disk that fills during a run (a 12 KiB tmpfs, mounted in a user and mount namespace so no
+/// privileges are needed): one line naming the file, with the way on; and what was computed is
+/// kept, so the run resumed with room ends byte-identical to an uninterrupted one.
+#[test]
+fn a_full_disk_fails_in_one_line_and_the_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let study = resumable_study(d);
+    let mount = d.join("small");
+    std::fs::create_dir(&mount).unwrap();
+    let kept = d.join("kept");
+    let script = r#"mount -t tmpfs -o size=12k tmpfs "$1" || exit 99
+"$2" run --quiet --model "$3" "$4" --out "$1/run" 2>"$5.stderr"
+echo $? >"$5.rc"
+cp -r "$1/run" "$5""#;
+    let status = std::process::Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(&mount)
+        .arg(assert_cmd::cargo::cargo_bin("personas"))
+        .arg(gguf())
+        .arg(&study)
+        .arg(&kept)
+        .env("HF_HUB_OFFLINE", "1")
+        .status()
+        .expect("unshare (util-linux) runs the run on a small tmpfs");
+    assert!(
+        status.success(),
+        "could not mount a tmpfs in a user namespace ({status}): this test needs unshare and user namespaces"
+    );
+    let rc = std::fs::read_to_string(d.join("kept.rc")).unwrap();
+    assert_eq!(rc.trim(), "1", "a full disk must fail the run");
+    let stderr = std::fs::read_to_string(d.join("kept.stderr")).unwrap();
+    let line = stderr.trim_end();
+    assert_eq!(line.lines().count(), 1, "error is not one line:\n{stderr}");
+    assert_contains(line, "No space left on device");
+    assert_contains(line, "hint: finished respondents are kept in `");
+    assert_contains(line, "personas run --resume ");
+    assert!(
+        !kept.join("manifest.json.tmp").exists(),
+        "a half-written manifest was left"
+    );
+
+    // Given room, the kept directory resumes into one run's bytes.
+    stdout_of(personas().args(["run", "--quiet", "--resume", kept.to_str().unwrap()]));
+    let whole = d.join("whole");
+    stdout_of(
+        personas()
+            .args(["run", "--quiet", "--model", &gguf()])
+            .arg(&study)
+            .arg("--out")
+            .arg(&whole),
+    );
+    same_run_files(&whole, &kept, "after a full disk and a resume");
+}

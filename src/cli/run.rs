@@ -216,7 +216,16 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
             out.display()
         );
     }
-    let outcome = runner::run(&study, &model, Some(info), &settings, &stop, load_seconds)?;
+    let outcome = runner::run(&study, &model, Some(info), &settings, &stop, load_seconds)
+        .map_err(|e| match e {
+            // The journal holds every finished group: nothing computed is lost.
+            crate::Error::Output(_) => anyhow::anyhow!(
+                "{e}; hint: finished respondents are kept in `{}`; once it can be written (free space if the disk is full), `personas run --resume {}` continues the run",
+                out.join("journal.jsonl").display(),
+                out.display()
+            ),
+            e => e.into(),
+        })?;
     println!("{}", outcome.summary);
     println!(
         "{} respondents, {} answers in {:.1} s ({:.1} answers/s){}{}",

@@ -193,8 +193,13 @@ pub fn write_manifest(dir: &std::path::Path, manifest: &Manifest) -> Result<(), 
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let json = serde_json::to_string_pretty(manifest).expect("manifest serializes");
-    std::fs::write(&tmp, json + "\n").map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)
+    // A half-written copy (a full disk) is not left behind; the old manifest stays.
+    std::fs::write(&tmp, json + "\n")
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+        .map_err(io)
 }
 
 /// serde_json's message without its trailing " at line L column C" (said before it).
