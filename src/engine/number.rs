@@ -471,18 +471,11 @@ mod tests {
         assert_eq!(low, vec![(i64::MIN as i128, i64::MIN as i128)]);
     }
 
-    fn llama3() -> Tokenizer {
-        let Some(path) = std::env::var_os("PERSONAS_TEST_LLAMA3_TOKENIZER") else {
-            panic!("PERSONAS_TEST_LLAMA3_TOKENIZER is not set: run scripts/test, which fetches Llama 3.1's tokenizer.json")
-        };
-        Tokenizer::from_file(std::path::Path::new(&path), None).unwrap()
-    }
-
     /// Llama 3 writes numbers in tokens of up to three digits: every one that starts a number
     /// in the range is allowed, and the answer ends exactly where the range says.
     #[test]
     fn llama3_digit_tokens_follow_the_range() {
-        let tok = llama3();
+        let tok = crate::tokenizer::tests::llama3();
         let id = |s: &str| tok.token_to_id(s).unwrap();
         let ends = tok.stop_ids();
         let d = Digits::new(0, 120, &tok, ends.clone()).unwrap();
