@@ -294,11 +294,6 @@ fn sampled_answers_follow_the_exact_distribution() {
     // tokens where "1" is a prefix of "10".."12" (drawn by the constrained decoder, token by
     // token, ended by the end of the turn).
     let one = r#"
-seed = 11
-[persona]
-template = "You are {{ name }}."
-[population]
-people = [{ name = "Dana" }]
 [[questions]]
 id = "trust"
 type = "scale"
@@ -312,20 +307,47 @@ min = 1
 max = 12
 text = "In which month of the year (1 to 12) were you born?"
 "#;
-    let path = dir.path().join("one.toml");
-    std::fs::write(&path, format!("{one}\n[sampling]\nsamples = 10000\n")).unwrap();
-    let sampled = study::load(&path).unwrap();
-    run_into(&model, &sampled, dir.path().join("s"), 256);
-    std::fs::write(&path, format!("{one}\n[sampling]\nmode = \"exact\"\n")).unwrap();
-    let exact = study::load(&path).unwrap();
-    run_into(&model, &exact, dir.path().join("e"), 64);
+    follows_the_exact_distribution(&model, dir.path(), one, 10_000, &["trust", "month"]);
+}
 
-    let draws = csv_rows(&dir.path().join("s/answers.csv"));
-    assert_eq!(draws.len(), 2 * 10_000);
-    let dist = csv_rows(&dir.path().join("e/distributions.csv"));
-    for question in ["trust", "month"] {
+/// One respondent, for the distribution checks.
+const DANA: &str = r#"
+seed = 11
+[persona]
+template = "You are {{ name }}."
+[population]
+people = [{ name = "Dana" }]
+"#;
+
+/// Runs DANA on the questions `one` sampled `samples` times and in exact mode, and checks each
+/// of `questions`' draws against its exact distribution (Pearson chi-square at 99.9%; the draws
+/// are seeded, so this is a fixed check, not a flaky one).
+fn follows_the_exact_distribution(
+    model: &Model,
+    dir: &Path,
+    one: &str,
+    samples: usize,
+    questions: &[&str],
+) {
+    let path = dir.join("one.toml");
+    std::fs::write(
+        &path,
+        format!("{DANA}{one}\n[sampling]\nsamples = {samples}\n"),
+    )
+    .unwrap();
+    run_into(model, &study::load(&path).unwrap(), dir.join("s"), 256);
+    std::fs::write(
+        &path,
+        format!("{DANA}{one}\n[sampling]\nmode = \"exact\"\n"),
+    )
+    .unwrap();
+    run_into(model, &study::load(&path).unwrap(), dir.join("e"), 64);
+
+    let draws = csv_rows(&dir.join("s/answers.csv"));
+    assert_eq!(draws.len(), questions.len() * samples);
+    let dist = csv_rows(&dir.join("e/distributions.csv"));
+    for question in questions {
         let (chi2, df) = chi_square(&draws, &dist, question);
-        // The draws are seeded, so this is a fixed check, not a flaky one.
         assert!(
             chi2 < CHI2_999[df - 1],
             "{question}: chi-square {chi2:.2} with {df} degrees of freedom"
@@ -386,24 +408,43 @@ fn an_interrupted_run_keeps_every_finished_respondent() {
     assert_eq!(manifest["interrupted"], true);
 }
 
+/// Every ask mode in both sampling modes: `[ask]` settings and `[sampling] mode`.
+const ASKS: [(&str, &str); 6] = [
+    ("mode = \"separate\"", "sample"),
+    ("mode = \"separate\"", "exact"),
+    ("mode = \"separate\"\nkeep_history = true", "sample"),
+    ("mode = \"separate\"\nkeep_history = true", "exact"),
+    ("mode = \"together\"", "sample"),
+    ("mode = \"together\"", "exact"),
+];
+
+/// Runs PEOPLE on `questions` with `[ask]` settings `ask` and sampling `mode`, in a directory of
+/// `dir` of its own; returns the outcome and that directory.
+fn run_asked(
+    model: &Model,
+    dir: &Path,
+    ask: &str,
+    mode: &str,
+    samples: usize,
+    questions: &str,
+) -> (RunOutcome, PathBuf) {
+    let text = format!(
+        "{PEOPLE}\n[ask]\n{ask}\n[sampling]\nmode = \"{mode}\"\nsamples = {samples}\n{questions}"
+    );
+    let path = dir.join("s.toml");
+    std::fs::write(&path, text).unwrap();
+    let s = study::load(&path).unwrap();
+    let out = dir.join(format!("{}-{mode}", ask.len()));
+    (run_into(model, &s, out.clone(), 64), out)
+}
+
 #[test]
 fn history_and_together_modes_answer_every_question_in_both_modes() {
     let model = model();
     let dir = tempfile::tempdir().unwrap();
-    for (ask, mode) in [
-        ("mode = \"separate\"\nkeep_history = true", "sample"),
-        ("mode = \"separate\"\nkeep_history = true", "exact"),
-        ("mode = \"together\"", "sample"),
-        ("mode = \"together\"", "exact"),
-    ] {
-        let text = format!(
-            "{PEOPLE}\n[ask]\n{ask}\n[sampling]\nmode = \"{mode}\"\nsamples = 2\n{QUESTIONS}"
-        );
-        let path = dir.path().join("s.toml");
-        std::fs::write(&path, text).unwrap();
-        let s = study::load(&path).unwrap();
-        let out = dir.path().join(format!("{}-{mode}", ask.len()));
-        let outcome = run_into(&model, &s, out.clone(), 64);
+    // Separate mode without history is covered above.
+    for &(ask, mode) in &ASKS[2..] {
+        let (outcome, out) = run_asked(&model, dir.path(), ask, mode, 2, QUESTIONS);
         assert_eq!(outcome.respondents, 3, "{ask} {mode}");
         let rows = csv_rows(&out.join("answers.csv"));
         let drawn: Vec<_> = rows.iter().filter(|r| !r[1].is_empty()).collect();
@@ -453,22 +494,8 @@ fn in_range(question: &str, answer: &str, exact: bool) -> bool {
 fn wide_numbers_are_whole_numbers_in_range_in_every_mode() {
     let model = model();
     let dir = tempfile::tempdir().unwrap();
-    for (ask, mode) in [
-        ("mode = \"separate\"", "sample"),
-        ("mode = \"separate\"", "exact"),
-        ("mode = \"separate\"\nkeep_history = true", "sample"),
-        ("mode = \"separate\"\nkeep_history = true", "exact"),
-        ("mode = \"together\"", "sample"),
-        ("mode = \"together\"", "exact"),
-    ] {
-        let text = format!(
-            "{PEOPLE}\n[ask]\n{ask}\n[sampling]\nmode = \"{mode}\"\nsamples = 3\n{WIDE_NUMBERS}"
-        );
-        let path = dir.path().join("s.toml");
-        std::fs::write(&path, text).unwrap();
-        let s = study::load(&path).unwrap();
-        let out = dir.path().join(format!("{}-{mode}", ask.len()));
-        let outcome = run_into(&model, &s, out.clone(), 64);
+    for &(ask, mode) in &ASKS {
+        let (outcome, out) = run_asked(&model, dir.path(), ask, mode, 3, WIDE_NUMBERS);
         assert_eq!(
             (outcome.respondents, outcome.failed.len()),
             (3, 0),
@@ -519,11 +546,6 @@ fn sampled_wide_numbers_follow_their_exact_distribution() {
     let model = model();
     let dir = tempfile::tempdir().unwrap();
     let one = r#"
-seed = 5
-[persona]
-template = "You are {{ name }}."
-[population]
-people = [{ name = "Dana" }]
 [[questions]]
 id = "guess"
 type = "number"
@@ -531,29 +553,5 @@ min = 0
 max = 120
 text = "How old do you think your oldest neighbour is?"
 "#;
-    let path = dir.path().join("one.toml");
-    std::fs::write(&path, format!("{one}\n[sampling]\nsamples = 4000\n")).unwrap();
-    run_into(
-        &model,
-        &study::load(&path).unwrap(),
-        dir.path().join("s"),
-        256,
-    );
-    std::fs::write(&path, format!("{one}\n[sampling]\nmode = \"exact\"\n")).unwrap();
-    run_into(
-        &model,
-        &study::load(&path).unwrap(),
-        dir.path().join("e"),
-        64,
-    );
-
-    let draws = csv_rows(&dir.path().join("s/answers.csv"));
-    assert_eq!(draws.len(), 4000);
-    let dist = csv_rows(&dir.path().join("e/distributions.csv"));
-    let (chi2, df) = chi_square(&draws, &dist, "guess");
-    assert!(
-        chi2 < CHI2_999[df - 1],
-        "guess: chi-square {chi2:.2} with {df} degrees of freedom"
-    );
-    eprintln!("guess: chi-square {chi2:.2}, {df} degrees of freedom");
+    follows_the_exact_distribution(&model, dir.path(), one, 4000, &["guess"]);
 }
