@@ -56,7 +56,7 @@ Workloads (--workloads, comma list, default all four; identical on both sides)
              (50) respondents x 8 items, each item its own chat prompt, answered exactly: the
              probabilities of "1".."7" after the prompt, no sampling. answers/s = respondents * 8 /
              seconds, model load excluded on both sides.
-             llama.cpp: `<venv python> /work/shared/reference/llamacpp_survey.py GGUF survey-cached N`
+             llama.cpp: `<venv python> ../shared/reference/llamacpp_survey.py GGUF survey-cached N`
              (--survey-script), the reference measurement with llama.cpp's best for this job: the
              text shared by every prompt evaluated once, each respondent's own prefix once, every
              item from that respondent's cached state (two-level prefix cache, KV rewinds); its
@@ -98,12 +98,17 @@ import tempfile
 import time
 
 LLAMA_CPP_VERSION = "0.3.36"
-HF_GGUF = ("/root/.cache/huggingface/hub/models--QuantFactory--SmolLM2-135M-Instruct-GGUF/snapshots/"
-           "ab810cf68114990406fdf996510dd3d3c6adbdf5/SmolLM2-135M-Instruct.Q4_1.gguf")
-DEFAULT_GGUF = os.environ.get("PERSONAS_TEST_GGUF") or HF_GGUF
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The test model as `personas download smollm2-135m` puts it in the Hugging Face cache.
+HF_GGUF = os.path.join(
+    os.environ.get("HF_HUB_CACHE")
+    or os.path.join(os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface"), "hub"),
+    "models--QuantFactory--SmolLM2-135M-Instruct-GGUF", "snapshots",
+    "ab810cf68114990406fdf996510dd3d3c6adbdf5", "SmolLM2-135M-Instruct.Q4_1.gguf")
+DEFAULT_GGUF = os.environ.get("PERSONAS_TEST_GGUF") or HF_GGUF
 DEFAULT_SURVEY_STUDY = os.path.join(REPO_ROOT, "examples", "privacy-calculus-separate.toml")
-DEFAULT_SURVEY_SCRIPT = "/work/shared/reference/llamacpp_survey.py"
+# `../shared` beside the repository holds llama.cpp's reference scripts.
+DEFAULT_SURVEY_SCRIPT = os.path.join(os.path.dirname(REPO_ROOT), "shared", "reference", "llamacpp_survey.py")
 SURVEY_ITEMS = 8
 WORKLOADS = ("prefill", "decode", "batched", "survey")
 PARAGRAPH = (
