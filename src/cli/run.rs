@@ -189,6 +189,10 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
             sha256,
         },
         kernels: Some(model.llama.kernels().to_string()),
+        cpu_features: (model.llama.kernels().features().iter())
+            .map(|f| f.to_string())
+            .collect(),
+        blas: crate::model::cpu::blas().map(str::to_owned),
     };
 
     let stop = Arc::new(AtomicBool::new(false));

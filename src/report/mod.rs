@@ -115,6 +115,12 @@ pub struct ModelInfo {
     /// last bits from one to another, never within one.
     #[serde(default)]
     pub kernels: Option<String>,
+    /// The instruction-set extensions those kernels use (`avx512vnni`, `amx-int8`, ...).
+    #[serde(default)]
+    pub cpu_features: Vec<String>,
+    /// The BLAS library dense matmuls ran on, if any (`openblas (pkg-config: DIR)`).
+    #[serde(default)]
+    pub blas: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

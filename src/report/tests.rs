@@ -220,6 +220,8 @@ fn manifest_round_trips() {
             sha256: "ab".repeat(32),
         },
         kernels: Some("avx512".into()),
+        cpu_features: vec!["avx512f".into(), "avx512vnni".into()],
+        blas: Some("openblas (pkg-config: /usr/lib)".into()),
     });
     report.write_manifest(&manifest).unwrap();
     let text = read(dir.path(), "manifest.json");

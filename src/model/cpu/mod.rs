@@ -24,6 +24,11 @@ use rayon::prelude::*;
 
 pub use quant::{Format, Packed};
 
+/// The BLAS library dense f32 matmuls link (`openblas (pkg-config: DIR)`), if any; see build.rs.
+pub fn blas() -> Option<&'static str> {
+    option_env!("PERSONAS_BLAS_LIB")
+}
+
 /// Which kernels run the projections on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernels {
@@ -69,6 +74,25 @@ impl Kernels {
     /// Whether weights are packed for personas' kernels (rather than left to candle).
     pub fn packs(self) -> bool {
         !matches!(self, Kernels::Candle)
+    }
+
+    /// The instruction-set extensions these kernels use, for run manifests.
+    pub fn features(self) -> &'static [&'static str] {
+        const AVX512: [&str; 4] = ["avx512f", "avx512bw", "avx512vnni", "f16c"];
+        match self {
+            Kernels::Amx => &[
+                AVX512[0],
+                AVX512[1],
+                AVX512[2],
+                AVX512[3],
+                "avx512vbmi",
+                "amx-tile",
+                "amx-int8",
+            ],
+            Kernels::Avx512 => &AVX512,
+            Kernels::Avx2 => &["avx2", "fma"],
+            Kernels::Portable | Kernels::Candle => &[],
+        }
     }
 
     pub fn name(self) -> &'static str {
