@@ -8,7 +8,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::population::AttributeValue;
+use super::value::AttributeValue;
 
 /// A distribution an attribute is drawn from.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,6 +14,7 @@ mod population;
 mod question;
 mod spec;
 mod validate;
+mod value;
 
 use std::path::{Path, PathBuf};
 
@@ -24,14 +25,13 @@ use crate::chat::Message;
 pub use construct::{Construct, Item};
 pub use draw::Draw;
 pub use error::{Diagnostic, StudyError};
-pub use population::{
-    write_population_csv, AttributeValue, Attributes, Person, Population, GENERATED_COLUMNS,
-};
+pub use population::{write_population_csv, Attributes, Person, Population, GENERATED_COLUMNS};
 pub use question::{
     answer_keys, answer_schema, default_instruction, parse_together, together_prompt, AnswerError,
     AskMode, ChoiceOption, Question, QuestionKind, MAX_LISTED_NUMBERS,
 };
 pub use spec::{JsonKeys, Mode, Placement, StudySpec};
+pub use value::AttributeValue;
 
 /// The workshop's system prompt (Demo 1), used when a study sets none.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a virtual person simulator that creates individual synthetic personas, one at a time, that I can specify and then ask them any questions I like. Don’t change out of your role unless I ask you to. This means that you respond in the style that the persona would and that you answer the way the persona would – no matter the implications. Be brief. Do not write any additional explanations unless I ask you to.";

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::population::AttributeValue;
+use super::value::AttributeValue;
 
 /// The whole study file.
 #[derive(Debug, Deserialize)]

@@ -7,11 +7,11 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::{suggest, Checker, Result, DEFAULT_MAX_TOKENS};
-use crate::study::population::AttributeValue;
 use crate::study::question::{
     backticked, default_instruction, ChoiceOption, Question, QuestionKind, MAX_EXACT_VALUES,
 };
 use crate::study::spec::{QuestionSpec, QuestionType, ScaleSpec};
+use crate::study::value::AttributeValue;
 
 /// The largest bound a `number` question takes in size: 2^53 - 1, the last integer f64 (in
 /// which answers are summarized) holds exactly.
