@@ -17,7 +17,9 @@ use crate::{Error, Result};
 
 use super::format::*;
 use super::journal::Entry;
-use super::PROMPT_ROWS;
+
+/// Prompts computed together in one batch when a study's questions are independent.
+pub(super) const PROMPT_ROWS: usize = 32;
 
 /// Everything fixed for the run: model, template, sampling parameters, compiled formats.
 pub(super) struct Asker<'a> {

@@ -31,9 +31,6 @@ use crate::report::{Manifest, ModelInfo, Report};
 use crate::study::{AskMode, Mode, Person, Study};
 use crate::{Error, Result};
 
-/// Prompts computed together in one batch when a study's questions are independent.
-const PROMPT_ROWS: usize = 32;
-
 mod asker;
 mod format;
 mod history;

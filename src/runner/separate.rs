@@ -12,7 +12,6 @@ use crate::Result;
 
 use super::asker::*;
 use super::format::*;
-use super::PROMPT_ROWS;
 
 impl Asker<'_> {
     /// Each question after the opening alone, for a group of respondents at once. What all
