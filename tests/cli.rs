@@ -535,6 +535,25 @@ fn error_broken_model_files() {
     );
 }
 
+/// Every GGUF that once crashed the fuzzer (fuzz/regressions/gguf) is refused in one line.
+#[test]
+fn error_hostile_model_files_from_fuzzing() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/gguf");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let err = error_of(personas().env("RUST_BACKTRACE", "1").args([
+            "next-token",
+            "--model",
+            path.to_str().unwrap(),
+            "x",
+        ]));
+        assert_contains(&err, "not a valid model file: ");
+        seen += 1;
+    }
+    assert!(seen >= 4, "only {seen} regressions in {}", dir.display());
+}
+
 #[test]
 fn error_out_of_range_sampling_options() {
     for (flag, value, range) in [

@@ -3,7 +3,8 @@
 //! tensor lies inside the file), then `model::gguf::config` (hyper-parameters from the
 //! `llama.*` metadata, reading `rope_freqs.weight` if listed) and `Tokenizer::from_gguf`
 //! (the tokenizer from `tokenizer.ggml.*`), as `model::load_tokenizer` and `Model::load` do,
-//! and a short encode/decode with the result.
+//! then `Config::inv_freq` (the RoPE table `Llama::new` builds from the config) and a short
+//! encode/decode with the tokenizer.
 //!
 //! `read_content` takes a path, so each input is written to a per-process scratch file
 //! (in /dev/shm when there is one).
@@ -53,10 +54,17 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let config = gguf::config(&content, path, &Device::Cpu);
+    if let Ok(config) = &config {
+        // The first thing `Llama::new` computes from the metadata, once the weights are in.
+        let _ = config.inv_freq();
+    }
     let tokenizer = Tokenizer::from_gguf(&content);
     if verbose() {
         match &config {
-            Ok(c) => eprintln!("config: ok ({} layers, vocab {})", c.num_hidden_layers, c.vocab_size),
+            Ok(c) => eprintln!(
+                "config: ok ({} layers, vocab {})",
+                c.num_hidden_layers, c.vocab_size
+            ),
             Err(e) => eprintln!("config: {e}"),
         }
         match &tokenizer {

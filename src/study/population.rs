@@ -50,10 +50,14 @@ pub struct Population {
 }
 
 impl Population {
-    /// Number of people the recipe makes.
+    /// Number of people the recipe makes; `usize::MAX` when that does not fit (32 crossed
+    /// factors of 4 levels are already 2^64 people).
     pub fn size(&self) -> usize {
-        let combos: usize = self.cross.iter().map(|(_, levels)| levels.len()).product();
-        self.base.len() * combos * self.repeat
+        self.cross
+            .iter()
+            .map(|(_, levels)| levels.len())
+            .chain([self.base.len(), self.repeat])
+            .fold(1, usize::saturating_mul)
     }
 
     /// Attribute names in output order: listed, crossed, then drawn.

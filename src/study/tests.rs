@@ -63,6 +63,29 @@ fn base_study_is_valid() {
     assert_eq!(study.population().unwrap().len(), 10);
 }
 
+/// Every study that once crashed the fuzzer (fuzz/regressions/study) is refused in one line.
+#[test]
+fn fuzz_regressions_are_refused() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/study");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let message = parse(&text, Path::new("study.toml"))
+            .expect_err("a fuzz regression was accepted")
+            .to_string();
+        assert!(!message.contains('\n'), "not one line: {message}");
+        let stem = path
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .replace('-', "_");
+        insta::assert_snapshot!(format!("fuzz_{stem}"), message);
+        seen += 1;
+    }
+    assert!(seen >= 1, "no regressions in {}", dir.display());
+}
+
 #[test]
 fn error_unknown_field() {
     insta::assert_snapshot!(

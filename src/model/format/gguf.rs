@@ -6,6 +6,7 @@
 //! element-wise. An absent `output.weight` means tied embeddings: one table serves both.
 
 use std::fs::File;
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -20,17 +21,28 @@ use crate::model::LoadError;
 pub fn read_content(path: &Path) -> Result<Content, LoadError> {
     let mut file = File::open(path).map_err(|e| LoadError::io(path, e))?;
     let len = file.metadata().map_err(|e| LoadError::io(path, e))?.len();
+    // candle divides by `general.alignment` without checking it (huggingface/candle#3876).
+    if declared_alignment(&mut BufReader::new(&mut file), len) == Some(0) {
+        return Err(LoadError::format(path, "`general.alignment` is 0"));
+    }
+    file.rewind().map_err(|e| LoadError::io(path, e))?;
     let content = Content::read(&mut file).map_err(|e| LoadError::format(path, e))?;
     // Every tensor must lie inside the file: a cut-off download fails here, by name, rather
     // than deep inside a read (and a hostile header cannot ask for a huge allocation).
     for (name, t) in &content.tensor_infos {
         let dtype = t.ggml_dtype;
-        let bytes = t
-            .shape
-            .dims()
+        let dims = t.shape.dims();
+        // No llama tensor is a scalar or empty (and candle cannot read an empty one).
+        if dims.is_empty() || dims.contains(&0) {
+            return Err(LoadError::format(
+                path,
+                format!("tensor `{name}` has shape {dims:?}; no model tensor is empty or 0-D"),
+            ));
+        }
+        let bytes = dims
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .map(|n| n / dtype.block_size() * dtype.type_size())
+            .and_then(|n| (n / dtype.block_size()).checked_mul(dtype.type_size()))
             .and_then(|b| u64::try_from(b).ok());
         let end = bytes.and_then(|b| {
             (content.tensor_data_offset)
@@ -60,6 +72,99 @@ pub fn read_content(path: &Path) -> Result<Content, LoadError> {
         }
     }
     Ok(content)
+}
+
+/// `general.alignment` as the header declares it (the last one, as in candle's map), found
+/// by walking the metadata without keeping it; `None` when absent, not an 8- to 32-bit
+/// integer, or negative, as candle reads it. The walk accepts everything candle's reader
+/// accepts (nesting up to 64 arrays deep, as candle), so no header candle reads to the end
+/// escapes it; every length is bounded by the file, so a hostile count cannot make it long.
+fn declared_alignment(r: &mut impl Read, len: u64) -> Option<u64> {
+    struct Walk<'a, R> {
+        r: &'a mut R,
+        v1: bool,
+        len: u64,
+    }
+    impl<R: Read> Walk<'_, R> {
+        fn read<const N: usize>(&mut self) -> Option<[u8; N]> {
+            let mut b = [0; N];
+            self.r.read_exact(&mut b).ok()?;
+            Some(b)
+        }
+        fn u32(&mut self) -> Option<u32> {
+            self.read().map(u32::from_le_bytes)
+        }
+        fn length(&mut self) -> Option<u64> {
+            let n = if self.v1 {
+                u64::from(self.u32()?)
+            } else {
+                u64::from_le_bytes(self.read()?)
+            };
+            (n <= self.len).then_some(n)
+        }
+        fn skip(&mut self, n: u64) -> Option<()> {
+            let copied = std::io::copy(&mut self.r.take(n), &mut std::io::sink()).ok()?;
+            (copied == n).then_some(())
+        }
+        /// Skips one value of GGUF type `ty`.
+        fn skip_value(&mut self, ty: u32, depth: u32) -> Option<()> {
+            match ty {
+                0 | 1 | 7 => self.skip(1),
+                2 | 3 => self.skip(2),
+                4..=6 => self.skip(4),
+                10..=12 => self.skip(8),
+                8 => {
+                    let n = self.length()?;
+                    self.skip(n)
+                }
+                9 if depth <= 64 => {
+                    let item = self.u32()?;
+                    for _ in 0..self.length()? {
+                        self.skip_value(item, depth + 1)?;
+                    }
+                    Some(())
+                }
+                _ => None,
+            }
+        }
+        /// Reads an integer of GGUF type `ty` as candle reads `general.alignment`.
+        fn alignment(&mut self, ty: u32) -> Option<Option<u64>> {
+            let size = match ty {
+                0 | 1 => 1,
+                2 | 3 => 2,
+                4 | 5 => 4,
+                _ => return self.skip_value(ty, 0).map(|_| None),
+            };
+            let mut b = [0; 4];
+            self.r.read_exact(&mut b[..size]).ok()?;
+            let negative = ty % 2 == 1 && b[size - 1] & 0x80 != 0;
+            Some((!negative).then_some(u64::from(u32::from_le_bytes(b))))
+        }
+    }
+    const KEY: &[u8] = b"general.alignment";
+    let mut walk = Walk { r, v1: false, len };
+    if walk.u32()? != 0x4655_4747 {
+        return None;
+    }
+    walk.v1 = walk.u32()? == 1;
+    let _tensors = walk.length()?;
+    let mut alignment = None;
+    for _ in 0..walk.length()? {
+        let n = walk.length()?;
+        let is_alignment = if n == KEY.len() as u64 {
+            walk.read::<{ KEY.len() }>()? == KEY
+        } else {
+            walk.skip(n)?;
+            false
+        };
+        let ty = walk.u32()?;
+        if is_alignment {
+            alignment = walk.alignment(ty)?;
+        } else {
+            walk.skip_value(ty, 0)?;
+        }
+    }
+    alignment
 }
 
 struct Meta<'a> {
@@ -158,12 +263,13 @@ pub fn config(content: &Content, path: &Path, device: &Device) -> Result<Config,
             )))
         }
     };
-    let vocab = match meta.usize("vocab_size") {
-        Ok(v) => v,
-        Err(_) => content
+    let vocab = match meta.get("vocab_size") {
+        Some(_) => meta.positive("vocab_size")?,
+        None => content
             .tensor_infos
             .get("token_embd.weight")
-            .map(|t| t.shape.dims()[0])
+            .and_then(|t| t.shape.dims().first().copied())
+            .filter(|&n| n > 0)
             .ok_or_else(|| LoadError::missing(path, "token_embd.weight"))?,
     };
     let rope_freq_factors = if content.tensor_infos.contains_key("rope_freqs.weight") {

@@ -122,12 +122,16 @@ impl Checker<'_> {
             repeat,
             draws,
         };
-        if population.size() > MAX_POPULATION {
+        let size = population.size();
+        if size > MAX_POPULATION {
+            let size = match size {
+                usize::MAX => "over 2^64".to_string(),
+                n => n.to_string(),
+            };
             return Err(self.err(
                 span,
                 format!(
-                    "the population has {} people, more than the limit of {MAX_POPULATION}",
-                    population.size()
+                    "the population has {size} people, more than the limit of {MAX_POPULATION}"
                 ),
                 Some("use `samples` for repeated answers from the same people"),
             ));
