@@ -19,6 +19,13 @@ pub enum Error {
     Study(#[from] crate::study::StudyError),
     #[error("{0}")]
     Output(String),
+    /// A study the model cannot answer: `what` is the question (or the ask mode) at fault.
+    #[error("{}: {what}: {source}", path.display())]
+    Answer {
+        path: std::path::PathBuf,
+        what: String,
+        source: Box<Error>,
+    },
 }
 
 impl From<candle_core::Error> for Error {

@@ -527,6 +527,25 @@ fn error_broken_model_files() {
         let err = next_token(&model_with(dir.path(), key, 0));
         assert_contains(&err, &format!("not a valid model file: `{key}` is 0"));
     }
+    // Another architecture's file (same length name, so the header stays in place).
+    let mut bytes = whole.clone();
+    let mut needle = 20u64.to_le_bytes().to_vec();
+    needle.extend_from_slice(b"general.architecture");
+    needle.extend_from_slice(&8u32.to_le_bytes());
+    needle.extend_from_slice(&5u64.to_le_bytes());
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("general.architecture in the test model")
+        + needle.len();
+    assert_eq!(&bytes[at..at + 5], b"llama");
+    bytes[at..at + 5].copy_from_slice(b"gemma");
+    let gemma = dir.path().join("gemma.gguf");
+    std::fs::write(&gemma, bytes).unwrap();
+    insta::assert_snapshot!(
+        "unsupported_architecture",
+        next_token(&gemma).replace(&dir.path().display().to_string(), "[dir]")
+    );
     // The test model has 9 query heads: they cannot share 2 key-value heads.
     let err = next_token(&model_with(dir.path(), "llama.attention.head_count_kv", 2));
     assert_contains(
@@ -885,6 +904,27 @@ fn errors_of_runs_resumes_and_merges() {
         "resume_bad_manifest",
         error_in(d, &mut run(&["--resume", d.join("junk").to_str().unwrap()]))
     );
+    // An option the model cannot write apart from ending its turn: refused before the weights
+    // load, and before anything is written.
+    let bad = d.join("bad-option.toml");
+    let text = std::fs::read_to_string(study).unwrap();
+    std::fs::write(
+        &bad,
+        format!(
+            "{text}[[questions]]\nid = \"drink\"\ntype = \"choice\"\ntext = \"Tea or coffee?\"\n\
+             options = [\"tea\", \"coffee<|im_end|>\"]\n"
+        ),
+    )
+    .unwrap();
+    let never = d.join("never");
+    insta::assert_snapshot!(
+        "run_option_the_model_cannot_write",
+        error_in(
+            d,
+            &mut run(&[bad.to_str().unwrap(), "--out", never.to_str().unwrap()])
+        )
+    );
+    assert!(!never.exists(), "a refused study wrote {}", never.display());
     // A finished shard to resume and merge.
     let shard = d.join("shard");
     stdout_of(&mut run(&[

@@ -156,6 +156,12 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         }),
     };
 
+    // The files are found (downloaded on first use) and the study checked against the
+    // tokenizer before anything is written or any weight is read.
+    let t0 = Instant::now();
+    let located = crate::locate::locate(&ctx.registry, &ctx.hub, model_args.model.as_deref())?;
+    runner::check_answers(&study, &crate::model::load_tokenizer(&located.files)?)?;
+
     if earlier.is_none() {
         // Before the model loads, so that a run killed while loading can be resumed too.
         let manifest = Manifest {
@@ -168,8 +174,6 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
             )
         })?;
     }
-    let t0 = Instant::now();
-    let located = crate::locate::locate(&ctx.registry, &ctx.hub, model_args.model.as_deref())?;
     let sha256 = file_sha256(located.files.main_path())?;
     if let Some(info) = earlier.as_ref().and_then(|m| m.model.as_ref()) {
         anyhow::ensure!(

@@ -15,6 +15,7 @@ use rand_chacha::ChaCha20Rng;
 
 use super::number::Digits;
 use super::sampling::{sample, SamplingParams};
+use super::score;
 use super::EngineError;
 use crate::model::{Cache, Llama, LogitsAt};
 use crate::tokenizer::Tokenizer;
@@ -128,11 +129,7 @@ impl Compiled {
     /// Tokenizes literals and options. Option strings are encoded as they would follow the
     /// literal before them, so the trie holds the tokenization the model itself would produce.
     pub fn new(pattern: &Pattern, tokenizer: &Tokenizer) -> Result<Self, EngineError> {
-        let enc = |s: &str| {
-            tokenizer
-                .encode(s, false)
-                .map_err(|e| EngineError::Tokenizer(e.to_string()))
-        };
+        let enc = |s: &str| score::encode(tokenizer, s);
         let mut steps = Vec::new();
         let mut before = String::new();
         // Set when a choice took the first token of the literal after it as its terminator.
@@ -154,22 +151,18 @@ impl Compiled {
                     let base = enc(&before)?;
                     let mut seqs = Vec::with_capacity(options.len());
                     for o in options {
-                        let joint = enc(&format!("{before}{o}"))?;
-                        let ids = if joint.starts_with(&base) && joint.len() > base.len() {
-                            joint[base.len()..].to_vec()
-                        } else {
-                            enc(o)?
-                        };
-                        if ids.is_empty() {
-                            return Err(EngineError::Constraint(format!(
-                                "option `{o}` has no tokens"
-                            )));
-                        }
-                        seqs.push(vec![ids]);
+                        seqs.push(vec![score::continuation(tokenizer, &before, &base, o)?]);
                     }
+                    score::check_options(
+                        tokenizer,
+                        options
+                            .iter()
+                            .zip(&seqs)
+                            .map(|(o, s)| (o.as_str(), s[0].as_slice())),
+                    )?;
                     // "1" and "10": the shorter option is chosen only by what ends it, the
                     // literal after the choice or else the end of the turn.
-                    if super::score::is_ambiguous(seqs.iter().map(|s| s[0].as_slice())) {
+                    if score::is_ambiguous(seqs.iter().map(|s| s[0].as_slice())) {
                         let ends = match pattern.pieces.get(p + 1) {
                             Some(Piece::Literal(next)) => {
                                 skip_first = true;

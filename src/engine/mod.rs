@@ -19,6 +19,8 @@ pub enum EngineError {
     Tokenizer(String),
     #[error("constraint: {0}")]
     Constraint(String),
+    #[error("option `{option}` cannot be an answer of this model: {why}; hint: reword the option so the model's vocabulary can write it, distinct from the others")]
+    Option { option: String, why: String },
     #[error("chat template: {0}")]
     Template(String),
     #[error("inference failed: {0}")]

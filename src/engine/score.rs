@@ -67,42 +67,93 @@ impl Distribution {
     }
 }
 
-/// Tokenizes `options` as continuations of `prompt_text`: each
-/// option is encoded joined to the prompt, and its ids are what follows the prompt's ids. When
-/// the joint encoding does not start with the prompt's ids (a merge across the boundary), the
-/// option is encoded on its own instead, which is what generation after this prompt produces.
+/// Tokenizes `options` as continuations of `prompt_text` ([`continuation`]) and checks that
+/// the model can write each of them, and each apart from the others ([`check_options`]).
 pub fn tokenize_options(
     tokenizer: &Tokenizer,
     prompt_text: &str,
     options: &[String],
 ) -> Result<Vec<OptionTokens>, EngineError> {
-    let enc = |s: &str| {
-        tokenizer
-            .encode(s, false)
-            .map_err(|e| EngineError::Tokenizer(e.to_string()))
-    };
-    let plain_prompt = enc(prompt_text)?;
-    options
+    let base = encode(tokenizer, prompt_text)?;
+    let toks = options
         .iter()
         .map(|o| {
-            let joint = enc(&format!("{prompt_text}{o}"))?;
-            let ids = if joint.len() > plain_prompt.len() && joint.starts_with(&plain_prompt) {
-                joint[plain_prompt.len()..].to_vec()
-            } else {
-                enc(o)?
-            };
-            if ids.is_empty() {
-                return Err(EngineError::Tokenizer(format!(
-                    "option `{o}` has no tokens"
-                )));
-            }
             Ok(OptionTokens {
                 text: o.clone(),
-                ids,
+                ids: continuation(tokenizer, prompt_text, &base, o)?,
                 ends: Vec::new(),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, EngineError>>()?;
+    check_options(
+        tokenizer,
+        toks.iter().map(|t| (t.text.as_str(), t.ids.as_slice())),
+    )?;
+    Ok(toks)
+}
+
+pub(crate) fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, EngineError> {
+    tokenizer
+        .encode(text, false)
+        .map_err(|e| EngineError::Tokenizer(e.to_string()))
+}
+
+/// The ids of `option` as the model writes it after `before` (whose ids are `base`): the
+/// option is encoded joined to `before`, and its ids are what follows `base`. When the joint
+/// encoding does not start with `base` (a merge across the boundary), the option is encoded on
+/// its own instead, which is what generation after `before` produces.
+pub(crate) fn continuation(
+    tokenizer: &Tokenizer,
+    before: &str,
+    base: &[u32],
+    option: &str,
+) -> Result<Vec<u32>, EngineError> {
+    let joint = encode(tokenizer, &format!("{before}{option}"))?;
+    if joint.len() > base.len() && joint.starts_with(base) {
+        Ok(joint[base.len()..].to_vec())
+    } else {
+        encode(tokenizer, option)
+    }
+}
+
+/// Refuses options the model cannot answer with: one with no tokens, one the tokenizer does
+/// not give back (a character outside a vocabulary without byte fallback becomes `<unk>`), one
+/// holding an end-of-turn token, and two options with the same tokens.
+pub(crate) fn check_options<'a>(
+    tokenizer: &Tokenizer,
+    options: impl Iterator<Item = (&'a str, &'a [u32])>,
+) -> Result<(), EngineError> {
+    let stops = tokenizer.stop_ids();
+    let mut seen: Vec<(&str, &[u32])> = Vec::new();
+    for (text, ids) in options {
+        let refuse = |why: String| EngineError::Option {
+            option: text.to_string(),
+            why,
+        };
+        if ids.is_empty() {
+            return Err(refuse("it has no tokens".into()));
+        }
+        if let Some(stop) = ids.iter().find(|id| stops.contains(id)) {
+            let stop = tokenizer.token_text(*stop);
+            return Err(refuse(format!(
+                "it holds `{stop}`, which ends the model's turn"
+            )));
+        }
+        let back = tokenizer
+            .decode(ids, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        if back.trim() != text.trim() {
+            return Err(refuse(format!(
+                "the tokenizer writes it back as `{}`",
+                back.trim()
+            )));
+        }
+        if let Some((other, _)) = seen.iter().find(|(_, o)| *o == ids) {
+            return Err(refuse(format!("it is the same tokens as option `{other}`")));
+        }
+        seen.push((text, ids));
+    }
+    Ok(())
 }
 
 /// Options as a whole reply, right after the assistant turn opens: tokenized on their own,
@@ -244,6 +295,35 @@ pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refusal(tokenizer: &Tokenizer, options: &[&str]) -> String {
+        let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+        let err = tokenize_options(tokenizer, "", &options).expect_err("options accepted");
+        let message = err.to_string();
+        assert!(!message.contains('\n'), "{message}");
+        message
+    }
+
+    #[test]
+    fn options_the_tokenizer_cannot_write_are_refused() {
+        // A SentencePiece vocabulary without byte tokens writes `é` as <unk>.
+        let content = crate::tokenizer::tests::synthetic_spm(None, false);
+        let spm = Tokenizer::from_gguf(&content).unwrap();
+        assert!(tokenize_options(&spm, "", &["hello".into(), "world".into()]).is_ok());
+        insta::assert_snapshot!("option_unknown_characters", refusal(&spm, &["hello", "hé"]));
+        // An option holding the end of the turn could never be told from stopping.
+        let llama3 = crate::tokenizer::tests::llama3();
+        insta::assert_snapshot!(
+            "option_holds_end_of_turn",
+            refusal(&llama3, &["Yes", "No<|eot_id|>"])
+        );
+        // Two options the model writes with the same tokens cannot be told apart.
+        let same = check_options(
+            &llama3,
+            [("Yes", &[9642u32][..]), ("Yes ", &[9642u32][..])].into_iter(),
+        );
+        insta::assert_snapshot!("option_same_tokens", same.unwrap_err().to_string());
+    }
 
     #[test]
     fn distribution_renormalizes_and_reports_outside_mass() {

@@ -42,6 +42,10 @@ impl Default for LoadOptions {
     }
 }
 
+/// The hint for a checkpoint of another architecture.
+pub(crate) const LLAMA_ONLY: &str = "hint: personas runs the llama architecture (Llama 2 and 3, \
+    SmolLM, and others converted in its layout); `personas models` lists presets that run";
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read `{path}`: {source}")]

@@ -5,7 +5,7 @@ use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 
 use crate::chat::{ChatTemplate, Message};
-use crate::engine::constrain::{Compiled, Pattern, Pick, Piece};
+use crate::engine::constrain::{Compiled, Pattern, Pick};
 use crate::engine::generate::generate;
 use crate::engine::sampling::row_rng;
 use crate::engine::session::{model_template, render_ids};
@@ -57,24 +57,7 @@ impl<'a> Asker<'a> {
             seed: study.seed,
             max_tokens: 0,
         };
-        let formats = study
-            .questions
-            .iter()
-            .map(|q| Format::new(q, &model.tokenizer))
-            .collect::<Result<Vec<_>>>()?;
-        let together = match &study.ask {
-            AskMode::Together { .. } => {
-                let fields: Vec<(String, Piece)> = study
-                    .answer_keys()
-                    .into_iter()
-                    .zip(&formats)
-                    .map(|(k, f)| (k, f.json_piece()))
-                    .collect();
-                let pattern = Pattern::json_object(&fields);
-                Some((Compiled::new(&pattern, &model.tokenizer)?, pattern))
-            }
-            AskMode::Separate { .. } => None,
-        };
+        let Answers { formats, together } = Answers::new(study, &model.tokenizer)?;
         let asker = Self {
             study,
             model,

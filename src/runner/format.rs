@@ -9,9 +9,51 @@ use crate::engine::sampling::sample;
 use crate::engine::score::{reply_options, OptionTokens};
 use crate::engine::SamplingParams;
 use crate::model::{Cache, Llama};
-use crate::study::{Question, QuestionKind};
+use crate::study::{AskMode, Question, QuestionKind, Study};
 use crate::tokenizer::Tokenizer;
-use crate::Result;
+use crate::{Error, Result};
+
+/// Every question's answer format for one tokenizer, and in together mode the JSON object
+/// that holds them all. Built from the tokenizer alone, so a study the model cannot answer
+/// is refused before the weights load ([`super::check_answers`]).
+pub(super) struct Answers {
+    pub formats: Vec<Format>,
+    pub together: Option<(Compiled, Pattern)>,
+}
+
+impl Answers {
+    pub fn new(study: &Study, tokenizer: &Tokenizer) -> Result<Self> {
+        let context = |what: String| {
+            let path = study.path.clone();
+            move |source: Error| Error::Answer {
+                path,
+                what,
+                source: Box::new(source),
+            }
+        };
+        let formats = study
+            .questions
+            .iter()
+            .map(|q| Format::new(q, tokenizer).map_err(context(format!("question `{}`", q.id))))
+            .collect::<Result<Vec<_>>>()?;
+        let together = match &study.ask {
+            AskMode::Together { .. } => {
+                let fields: Vec<(String, Piece)> = study
+                    .answer_keys()
+                    .into_iter()
+                    .zip(&formats)
+                    .map(|(k, f)| (k, f.json_piece()))
+                    .collect();
+                let pattern = Pattern::json_object(&fields);
+                let compiled = Compiled::new(&pattern, tokenizer)
+                    .map_err(|e| context("ask mode `together`".into())(Error::Inference(e)))?;
+                Some((compiled, pattern))
+            }
+            AskMode::Separate { .. } => None,
+        };
+        Ok(Self { formats, together })
+    }
+}
 
 pub(super) enum Format {
     /// Free text, sampled up to the question's token limit.

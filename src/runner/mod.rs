@@ -90,6 +90,13 @@ pub fn check(study: &Study) -> Result<()> {
     Ok(())
 }
 
+/// Checks every answer format of `study` against the model's tokenizer (options it cannot
+/// write, numbers it has no digits for), so that the weights load only for a study that can
+/// run.
+pub fn check_answers(study: &Study, tokenizer: &crate::tokenizer::Tokenizer) -> Result<()> {
+    format::Answers::new(study, tokenizer).map(|_| ())
+}
+
 /// Runs `study` on `model`, writing into `settings.out_dir`. Respondents go in groups fixed by
 /// the study ([`Asker::group_size`]); each finished group is journaled and synced before the
 /// next starts, so a killed run resumes (`settings.resume`) where it stopped. `stop` is checked

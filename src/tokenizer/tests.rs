@@ -178,8 +178,9 @@ fn llama3_header_tokens_are_single_ids() {
 }
 
 /// A tiny SentencePiece vocabulary as a GGUF stores it: <unk>, <s>, </s>, the 256 byte
-/// tokens, then pieces whose scores set the merge order.
-fn synthetic_spm(add_space_prefix: Option<bool>) -> Content {
+/// tokens (with `bytes`; without them, characters outside the vocabulary become <unk>), then
+/// pieces whose scores set the merge order.
+pub(crate) fn synthetic_spm(add_space_prefix: Option<bool>, bytes: bool) -> Content {
     // Merged pieces in falling score order: "el" outscores "▁h", "▁he" outscores "he".
     let merged = [
         "ll", "el", "▁h", "▁he", "he", "llo", "▁hello", "▁w", "or", "ld", "▁wor", "▁world",
@@ -200,7 +201,9 @@ fn synthetic_spm(add_space_prefix: Option<bool>) -> Content {
         .iter()
         .map(|&(t, ty)| (t.to_owned(), 0.0, ty))
         .collect();
-    tokens.extend((0..=255u8).map(|b| (format!("<0x{b:02X}>"), 0.0, token_type::BYTE)));
+    if bytes {
+        tokens.extend((0..=255u8).map(|b| (format!("<0x{b:02X}>"), 0.0, token_type::BYTE)));
+    }
     tokens.extend(pieces.map(|(p, s)| (p, s, token_type::NORMAL)));
     let array = |f: fn(&(String, f32, i32)) -> Value| Value::Array(tokens.iter().map(f).collect());
     let mut metadata = HashMap::from([
@@ -245,7 +248,7 @@ fn pieces(tok: &Tokenizer, text: &str) -> Vec<String> {
 
 #[test]
 fn sentencepiece_merges_by_score_with_byte_fallback() {
-    let tok = Tokenizer::from_gguf(&synthetic_spm(None)).unwrap();
+    let tok = Tokenizer::from_gguf(&synthetic_spm(None, true)).unwrap();
     // Several rounds of merging; spaces written as ▁ and a ▁ prefixed to the text.
     assert_eq!(pieces(&tok, "hello world"), ["▁hello", "▁world"]);
     // "el" outscores "▁h", so it merges first and "▁he" never forms (llama.cpp's order).
@@ -272,7 +275,7 @@ fn sentencepiece_merges_by_score_with_byte_fallback() {
 
 #[test]
 fn sentencepiece_without_space_prefix() {
-    let tok = Tokenizer::from_gguf(&synthetic_spm(Some(false))).unwrap();
+    let tok = Tokenizer::from_gguf(&synthetic_spm(Some(false), true)).unwrap();
     assert_eq!(pieces(&tok, "hello"), ["he", "llo"]);
     assert_eq!(
         tok.decode(&tok.encode("hello", false).unwrap(), false)
@@ -283,7 +286,7 @@ fn sentencepiece_without_space_prefix() {
 
 #[test]
 fn unsupported_gguf_model_is_an_error() {
-    let mut content = synthetic_spm(None);
+    let mut content = synthetic_spm(None, true);
     content
         .metadata
         .insert("tokenizer.ggml.model".into(), Value::String("bert".into()));

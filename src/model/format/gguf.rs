@@ -15,7 +15,7 @@ use candle_core::Device;
 
 use crate::model::cpu::{Kernels, Packed};
 use crate::model::net::{Block, Config, Embedding, Linear, Llama};
-use crate::model::LoadError;
+use crate::model::{LoadError, LLAMA_ONLY};
 
 /// Opens a GGUF file and reads its header (metadata and tensor index, not the weights).
 pub fn read_content(path: &Path) -> Result<Content, LoadError> {
@@ -231,7 +231,7 @@ pub fn config(content: &Content, path: &Path, device: &Device) -> Result<Config,
     if arch != "llama" {
         return Err(LoadError::Unsupported {
             path: path.to_path_buf(),
-            what: format!("architecture `{arch}` (personas runs the llama architecture)"),
+            what: format!("architecture `{arch}`; {LLAMA_ONLY}"),
         });
     }
     let meta = Meta {

@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::llama::{Llama3RopeType, LlamaConfig};
 
 use crate::model::net::{llama3_freq_factors, Block, Config, Embedding, Linear, Llama};
-use crate::model::LoadError;
+use crate::model::{LoadError, LLAMA_ONLY};
 
 /// The safetensors files of a checkpoint directory, in a stable order.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
@@ -49,7 +49,7 @@ pub fn config(dir: &Path) -> Result<Config, LoadError> {
         if arch != "llama" {
             return Err(LoadError::Unsupported {
                 path,
-                what: format!("model_type `{arch}` (personas runs the llama architecture)"),
+                what: format!("model_type `{arch}`; {LLAMA_ONLY}"),
             });
         }
     }
