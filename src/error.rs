@@ -6,9 +6,9 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] crate::source::RegistryError),
     #[error(transparent)]
-    Download(#[from] crate::hub::HubError),
+    Download(#[from] crate::source::HubError),
     #[error(transparent)]
     Load(#[from] crate::model::LoadError),
     #[error("{0}")]

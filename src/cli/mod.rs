@@ -15,9 +15,9 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::SamplingParams;
-use crate::hub::HubSettings;
 use crate::model::Model;
-use crate::registry::Registry;
+use crate::source::HubSettings;
+use crate::source::Registry;
 
 /// Simulate people with large language models running locally.
 #[derive(Debug, Parser)]
@@ -255,14 +255,14 @@ impl Context {
 
     /// The model's tokenizer alone, without reading its weights.
     pub fn load_tokenizer(&self, args: &ModelArgs) -> anyhow::Result<crate::tokenizer::Tokenizer> {
-        let located = crate::locate::locate(&self.registry, &self.hub, args.model.as_deref())?;
+        let located = crate::source::locate(&self.registry, &self.hub, args.model.as_deref())?;
         Ok(crate::model::load_tokenizer(&located.files)?)
     }
 
     /// Finds the model's files (downloading them on first use), then loads it.
     pub fn load_model(&self, args: &ModelArgs) -> anyhow::Result<Model> {
         let device = crate::model::device(&self.device)?;
-        let located = crate::locate::locate(&self.registry, &self.hub, args.model.as_deref())?;
+        let located = crate::source::locate(&self.registry, &self.hub, args.model.as_deref())?;
         let template = match &args.chat_template {
             Some(p) => Some(
                 std::fs::read_to_string(p)

@@ -4,8 +4,8 @@ use clap::Args;
 use serde::Serialize;
 
 use super::Context;
-use crate::hub;
-use crate::locate::locate;
+use crate::source;
+use crate::source::locate;
 
 #[derive(Debug, Args)]
 pub struct ModelsArgs {
@@ -45,7 +45,7 @@ pub fn list(ctx: &Context, args: ModelsArgs) -> anyhow::Result<()> {
             cached: spec
                 .weight_requests()
                 .iter()
-                .all(|r| hub::cached(&ctx.hub, r).is_some()),
+                .all(|r| source::cached(&ctx.hub, r).is_some()),
             default: *name == ctx.registry.default,
             repo: spec.repo.clone(),
             description: spec.description.clone().unwrap_or_default(),

@@ -159,7 +159,7 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     // The files are found (downloaded on first use) and the study checked against the
     // tokenizer before anything is written or any weight is read.
     let t0 = Instant::now();
-    let located = crate::locate::locate(&ctx.registry, &ctx.hub, model_args.model.as_deref())?;
+    let located = crate::source::locate(&ctx.registry, &ctx.hub, model_args.model.as_deref())?;
     runner::check_answers(&study, &crate::model::load_tokenizer(&located.files)?)?;
 
     if earlier.is_none() {

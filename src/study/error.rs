@@ -134,7 +134,7 @@ impl<'a> Source<'a> {
         message: impl Into<String>,
         hint: Option<String>,
     ) -> StudyError {
-        let (line, column) = line_column(self.text, span.start);
+        let (line, column) = crate::diagnostics::line_col(self.text, span.start);
         StudyError::Invalid(Box::new(Diagnostic {
             file: self.file.to_path_buf(),
             line: Some(line),
@@ -221,23 +221,6 @@ fn push_key(path: &mut String, key: &str) {
     } else {
         path.push_str(&format!("{key:?}"));
     }
-}
-
-/// 1-based line and character column of byte `offset`.
-pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..floor_char_boundary(text, offset)];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
-}
-
-fn floor_char_boundary(text: &str, mut i: usize) -> usize {
-    while i > 0 && !text.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 /// Puts serde's type names in words and quoted values in backticks.

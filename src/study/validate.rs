@@ -24,6 +24,7 @@ use super::{
     is_identifier, sha256_hex, Construct, Item, PersonaSettings, Sampling, Study,
     DEFAULT_SYSTEM_PROMPT, RESERVED_NAMES, TEMPLATE_NAME,
 };
+use crate::diagnostics;
 
 /// Together-mode text before the questions when the study gives none.
 pub const DEFAULT_PREAMBLE: &str = "Please answer the following questions.";
@@ -427,29 +428,8 @@ impl Checker<'_> {
     }
 }
 
-/// The candidate closest to `name` by edit distance, if close enough to be a typo.
+/// The candidate closest to `name`, if close enough to be a typo ([`diagnostics::suggest`]).
 fn suggest(name: &str, candidates: &[String]) -> Option<String> {
-    candidates
-        .iter()
-        .map(|c| (edit_distance(&name.to_lowercase(), &c.to_lowercase()), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.clone())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let current = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(current + 1);
-            prev = current;
-        }
-    }
-    row[b.len()]
+    let closest = diagnostics::suggest(name, candidates.iter().map(String::as_str));
+    closest.first().map(|c| c.to_string())
 }

@@ -1,6 +1,7 @@
 //! Tests of `registry`.
 
 use super::*;
+use crate::source::{ByteSize, Format, ModelSource};
 use std::fs;
 
 const PRESET: &str =

