@@ -1,6 +1,8 @@
 //! Tests of `tokenizer`.
 
 use super::*;
+use candle_core::quantized::gguf_file::{Content, Value};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// SmolLM2-135M-Instruct's tokenizer, from the GGUF the llama.cpp reference ids came from.
