@@ -6,7 +6,7 @@
 //! and high nibbles), completed by the high plane for 5- and 6-bit formats; the integers go
 //! straight into `vpdpbusd` against the broadcast input bytes, so weights are read once per
 //! tile and never widened in memory. After each block the integer sums are scaled in f32 in
-//! the order of [`super::quant::accumulate`], so results equal the portable kernel's bit for
+//! the order of [`super::quant::portable::accumulate`], so results equal the portable kernel's bit for
 //! bit.
 
 use std::arch::x86_64::*;
@@ -21,7 +21,7 @@ pub fn available() -> bool {
         && std::is_x86_feature_detected!("f16c")
 }
 
-/// [`super::quant::quantize_block`] with AVX-512: the same rounding (to nearest, ties to
+/// [`super::quant::rows::quantize_block`] with AVX-512: the same rounding (to nearest, ties to
 /// even, the default MXCSR mode) and the same `1 / d`, so the same bytes.
 ///
 /// # Safety
@@ -53,7 +53,7 @@ pub unsafe fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
     d
 }
 
-/// [`super::quant::quantize_super`] with AVX-512: the same largest value, scale and rounding,
+/// [`super::quant::rows::quantize_super`] with AVX-512: the same largest value, scale and rounding,
 /// so the same bytes.
 ///
 /// # Safety
@@ -214,7 +214,7 @@ pub(crate) unsafe fn super_scales(
 
 /// Adds a K-quant super-block `s` of input `row` to 16 outputs: `sum` the integer dot products
 /// times the blocks' scales, the minimums from [`super_scales`]. The order of
-/// [`super::quant::finish`].
+/// [`super::quant::portable::finish`].
 #[inline(always)]
 pub(crate) unsafe fn finish(
     f: Format,
@@ -241,7 +241,7 @@ pub(crate) unsafe fn finish(
 
 /// Adds one input row's block to 16 outputs of a 32-weight format: `dot` the integer dot
 /// products, `sc` from [`block_scales`], `at` the row's block in `x`. The order of
-/// [`super::quant::accumulate`].
+/// [`super::quant::portable::accumulate`].
 #[inline(always)]
 pub(crate) unsafe fn accumulate(
     f: Format,

@@ -195,7 +195,7 @@ fn a_row_gets_the_same_bits_alone_or_among_others() {
 
 #[test]
 fn super_blocks_are_quantized_as_llamacpp_q8_k() {
-    use super::quant::quantize_super;
+    use super::quant::rows::quantize_super;
     // The first value of largest magnitude sets the scale with its sign (-127 / -127 = 1 here):
     // it maps to -127, the later +127 to +127, and halves round to even.
     let mut x = vec![0.5f32; 256];
