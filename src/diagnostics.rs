@@ -1,6 +1,6 @@
-//! What every user-facing error needs from the text it points into: line and column of a byte
-//! offset, the dotted field path at an offset of a TOML document, and close matches for a
-//! misspelt name.
+//! What every user-facing error needs: line and column of a byte offset, the dotted field
+//! path at an offset of a TOML document, close matches for a misspelt name, and the one way
+//! errors are printed (`error: ...` then each `hint: ...` on a line of its own).
 
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -56,4 +56,63 @@ pub fn suggest<'a>(word: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<
     close.sort();
     close.dedup();
     close.into_iter().take(3).map(|(_, n)| n).collect()
+}
+
+/// The text `personas` prints for an error: its chain of causes on one `error:` line (a cause
+/// already said by the error above it is not repeated), then every hint of the chain on its
+/// own `hint:` line. Errors carry their hint after `; hint: `, at the end of their message.
+pub fn render(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    let mut hints: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        let mut parts = text.split("; hint: ");
+        let said = parts.next().unwrap_or_default().trim();
+        if message.is_empty() {
+            message = said.to_string();
+        } else if !said.is_empty() && !message.contains(said) {
+            message.push_str(": ");
+            message.push_str(said);
+        }
+        for hint in parts.map(str::trim).filter(|h| !h.is_empty()) {
+            if !hints.iter().any(|h| h == hint) {
+                hints.push(hint.to_string());
+            }
+        }
+    }
+    let mut out = format!("error: {message}\n");
+    for hint in hints {
+        out.push_str(&format!("hint: {hint}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_go_on_lines_of_their_own_after_the_causes() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let err = anyhow::Error::new(io)
+            .context("cannot read `a.toml`; hint: check the path")
+            .context("study.toml: model: cannot load; hint: run `personas models`");
+        assert_eq!(
+            render(&err),
+            "error: study.toml: model: cannot load: cannot read `a.toml`: no such file\n\
+             hint: run `personas models`\n\
+             hint: check the path\n"
+        );
+    }
+
+    #[test]
+    fn a_cause_already_said_is_not_repeated_nor_its_hint() {
+        let inner = anyhow::anyhow!("bad value; hint: use 1");
+        let err = inner.context("file.toml:1:2: x: bad value; hint: use 1");
+        assert_eq!(
+            render(&err),
+            "error: file.toml:1:2: x: bad value\nhint: use 1\n"
+        );
+        assert_eq!(render(&anyhow::anyhow!("plain")), "error: plain\n");
+    }
 }

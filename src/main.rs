@@ -1,4 +1,4 @@
-//! The `personas` command: parse, run, print the error chain once.
+//! The `personas` command: parse, run, print the error and its hints once.
 
 use std::process::ExitCode;
 
@@ -10,14 +10,7 @@ fn main() -> ExitCode {
     match personas::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            let mut msg = format!("error: {err}");
-            for cause in err.chain().skip(1) {
-                let cause = cause.to_string();
-                if !msg.contains(&cause) {
-                    msg.push_str(&format!(": {cause}"));
-                }
-            }
-            eprintln!("{msg}");
+            eprint!("{}", personas::diagnostics::render(&err));
             ExitCode::FAILURE
         }
     }

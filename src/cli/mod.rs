@@ -170,16 +170,16 @@ pub fn parse() -> Result<Cli, ExitCode> {
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
             _ => {
-                eprintln!("{}", one_line_usage_error(&e.to_string()));
+                eprintln!("{}", usage_error(&e.to_string()));
                 Err(ExitCode::from(2))
             }
         },
     }
 }
 
-/// clap's rendered error (`error: ...`, tips, usage) as one line: the message, then its first
-/// tip as a hint.
-fn one_line_usage_error(text: &str) -> String {
+/// clap's rendered error (`error: ...`, tips, usage) as every error is printed: the message on
+/// one line, then its first tip on a `hint:` line.
+fn usage_error(text: &str) -> String {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let mut line = lines
         .next()
@@ -197,9 +197,9 @@ fn one_line_usage_error(text: &str) -> String {
         line = format!("{line} {}", names.join(", "));
     }
     if let Some(tip) = lines.find_map(|l| l.strip_prefix("tip:")) {
-        line.push_str(&format!("; hint: {}", tip.trim()));
+        line.push_str(&format!("\nhint: {}", tip.trim()));
     } else {
-        line.push_str("; hint: see `personas --help`");
+        line.push_str("\nhint: see `personas --help`");
     }
     line
 }

@@ -274,11 +274,17 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
 /// The manifest of the run in `dir`.
 fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
     let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        anyhow::anyhow!(
+    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        // A run writes its manifest before the model loads; one stopped sooner left nothing
+        // to go on with.
+        std::io::ErrorKind::NotFound => anyhow::anyhow!(
+            "cannot resume `{}`: no manifest.json there, so no run began there; hint: --resume takes the output directory of a run; a run stopped before it wrote its manifest starts again with --out",
+            dir.display()
+        ),
+        _ => anyhow::anyhow!(
             "cannot resume `{}`: {e}; hint: --resume takes the output directory of a run",
             path.display()
-        )
+        ),
     })?;
     serde_json::from_str(&text).map_err(|e| {
         anyhow::anyhow!(

@@ -2,7 +2,7 @@
 //! sampled answers agreeing, results independent of the batch size, and an interrupted run
 //! keeping what it finished.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! copy), and give the same numbers as sequences computed on their own, however the parent is
 //! used afterwards.
 
-mod common;
+use crate::common;
 
 use personas::model::{gguf, Cache, Kernels, Llama, LogitsAt};
 

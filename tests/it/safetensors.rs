@@ -17,9 +17,9 @@
 //! * Against the GGUF model itself (`gguf::load`): it quantizes every projection's input to
 //!   Q8_1 (8-bit blocks of 32) inside its Q4_1 matmuls while safetensors multiplies dense f32,
 //!   and this model turns such perturbations into tenths of a logit over 30 layers (the same
-//!   size as llama.cpp's f16 noise in tests/llamacpp.rs). Measured 0.20 to 0.50 (f32) and 0.20
+//!   size as llama.cpp's f16 noise in tests/it/llamacpp.rs). Measured 0.20 to 0.50 (f32) and 0.20
 //!   to 0.46 (bf16); allowed [`GGUF_TOL`] = 0.75, 1.5x the worst and the tolerance
-//!   tests/llamacpp.rs allows against llama.cpp.
+//!   tests/it/llamacpp.rs allows against llama.cpp.
 //! * Argmax: the same, or the reference's choice within [`NEAR_TIE`] of the top in the
 //!   checkpoint's own logits. On the fossil-fuels prompt the quantized GGUF picks token 5230 by
 //!   0.205 over 57, while both checkpoints (and dense GGUF, and llama.cpp) pick 57, 5230 being
@@ -27,7 +27,7 @@
 //!
 //! The measured numbers are printed with `--nocapture`.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

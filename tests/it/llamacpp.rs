@@ -10,7 +10,7 @@
 //! llama.cpp's f16 noise. Where the argmax differs, the two leading tokens must be a near tie
 //! in llama.cpp's own logits (less than the tolerance apart).
 
-mod common;
+use crate::common;
 
 use personas::engine::generate::generate;
 use personas::engine::SamplingParams;

@@ -4,7 +4,7 @@
 //! `HF_HUB_OFFLINE=1`, without the user's presets or `PERSONAS_*` settings, so no test touches
 //! the network or depends on the machine. Generation is kept short: the machine has 2 cores.
 
-mod common;
+use crate::common::{self, gguf, personas, resumable_study, stdout_of};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,42 +18,8 @@ const JIM: &str = "Please create a synthetic persona called \"Jim\" who is a 45-
 const ELECTION: &str =
     "It’s one month before the presidential elections, are you leaning more Democrat or Republican?";
 
-/// llama.cpp's log-probabilities against ours: see tests/llamacpp.rs for why 0.5.
+/// llama.cpp's log-probabilities against ours: see tests/it/llamacpp.rs for why 0.5.
 const LOGPROB_TOL: f64 = 0.5;
-
-/// The binary, offline, with no user presets and no `PERSONAS_*` settings from outside.
-fn personas() -> Command {
-    let mut cmd = Command::cargo_bin("personas").unwrap();
-    cmd.env("HF_HUB_OFFLINE", "1")
-        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        // No `<config dir>/personas/models.toml` of the user's: this directory does not exist.
-        .env(
-            "XDG_CONFIG_HOME",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-no-config"),
-        )
-        .env_remove("PERSONAS_MODEL")
-        .env_remove("PERSONAS_MODELS")
-        .env_remove("PERSONAS_MODELS_FILE")
-        .env_remove("PERSONAS_DEVICE")
-        .timeout(Duration::from_secs(900));
-    cmd
-}
-
-fn gguf() -> String {
-    common::test_gguf().display().to_string()
-}
-
-/// Runs `cmd`, requires success, returns stdout.
-fn stdout_of(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn json_of(cmd: &mut Command) -> Value {
     let text = stdout_of(cmd);
@@ -66,10 +32,19 @@ fn error_of(cmd: &mut Command) -> String {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(!out.status.success(), "{cmd:?} succeeded:\n{stderr}");
     assert_ne!(out.status.code(), Some(0));
-    let line = stderr.trim_end();
-    assert_eq!(line.lines().count(), 1, "error is not one line:\n{stderr}");
-    assert!(line.starts_with("error: "), "{line}");
-    line.to_string()
+    assert_error_shape(&stderr);
+    stderr.trim_end().to_string()
+}
+
+/// Every error is one `error:` line, then its hints, each on a `hint:` line of its own.
+fn assert_error_shape(stderr: &str) {
+    let mut lines = stderr.trim_end().lines();
+    let first = lines.next().unwrap_or_default();
+    assert!(first.starts_with("error: "), "not an error line:\n{stderr}");
+    assert!(
+        lines.all(|l| l.starts_with("hint: ") && l.len() > "hint: ".len()),
+        "more than one error line and its hints:\n{stderr}"
+    );
 }
 
 fn assert_contains(haystack: &str, needle: &str) {
@@ -429,7 +404,7 @@ fn chat_sends_the_persona_first() {
     assert!(!reply.is_empty(), "no reply to the persona:\n{out}");
 }
 
-// 5. Errors: one line, non-zero exit, with a hint.
+// 5. Errors: one line, non-zero exit, with a hint on a line of its own.
 
 #[test]
 fn error_unknown_model_lists_presets() {
@@ -619,18 +594,6 @@ fn models_lists_the_default() {
     assert!(smol["cached"].is_boolean());
 }
 
-/// A study of 8 respondents asked with history (so each respondent is a group of its own and
-/// the journal grows one line at a time), copied into `dir`; scripts/slurm_test.sh runs it too.
-fn resumable_study(dir: &Path) -> PathBuf {
-    let path = dir.join("study.toml");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eight-respondents.toml"),
-        &path,
-    )
-    .unwrap();
-    path
-}
-
 /// Asserts that run directory `b` holds the bytes of run `a` (CSVs, journal, a chart) and the
 /// same counts; returns both manifests.
 fn same_run_files(a: &Path, b: &Path, how: &str) -> (Value, Value) {
@@ -691,8 +654,10 @@ fn a_run_killed_at_random_points_resumes_to_the_same_bytes() {
             cmd.args(["--resume", cut.to_str().unwrap()]);
         }
         let mut child = cmd.spawn().unwrap();
-        // The first kill may land while the model loads; later ones after at least one more
-        // respondent, in the middle of the next.
+        // The first kill lands once the run has begun (its manifest is written, before the
+        // model loads), maybe while the model loads; later ones after at least one more
+        // respondent, in the middle of the next. A run killed before its manifest exists has
+        // nothing to resume (`resume_not_a_run` below).
         let lines = if attempt == 0 {
             next(2)
         } else {
@@ -700,7 +665,8 @@ fn a_run_killed_at_random_points_resumes_to_the_same_bytes() {
         };
         let extra = next(300);
         let deadline = std::time::Instant::now() + Duration::from_secs(300);
-        while lines_of(&cut.join("journal.jsonl")) < lines as usize
+        while (!cut.join("manifest.json").exists()
+            || lines_of(&cut.join("journal.jsonl")) < lines as usize)
             && child.try_wait().unwrap().is_none()
             && std::time::Instant::now() < deadline
         {
@@ -765,7 +731,7 @@ text = "Did you vote in the last election?"
     };
     let (code, err) = run(&[study.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_error_shape(&err);
     assert_contains(
         &err,
         "1 of 3 respondents failed (respondent 2: a prompt of ",
@@ -803,7 +769,7 @@ text = "Did you vote in the last election?"
     // Usage errors name what is missing, on one line.
     let (code, err) = run(&[study.to_str().unwrap(), "--retry-failed"]);
     assert_eq!(code, Some(2), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_error_shape(&err);
     assert_contains(&err, "not provided: --resume <DIR>");
     let (code, err) = run(&["--resume", dir.path().join("nothing").to_str().unwrap()]);
     assert_eq!(code, Some(1), "{err}");
@@ -1019,8 +985,8 @@ cp -r "$1/run" "$5""#;
     let rc = std::fs::read_to_string(d.join("kept.rc")).unwrap();
     assert_eq!(rc.trim(), "1", "a full disk must fail the run");
     let stderr = std::fs::read_to_string(d.join("kept.stderr")).unwrap();
+    assert_error_shape(&stderr);
     let line = stderr.trim_end();
-    assert_eq!(line.lines().count(), 1, "error is not one line:\n{stderr}");
     assert_contains(line, "No space left on device");
     assert_contains(line, "hint: finished respondents are kept in `");
     assert_contains(line, "personas run --resume ");
