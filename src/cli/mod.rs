@@ -54,6 +54,9 @@ pub enum Command {
     Population(run::PopulationArgs),
     /// Join the output directories of a sharded run (`run --shard K/N`) into one run's files.
     Merge(run::MergeArgs),
+    /// Write the HTML report of finished runs (`run` writes its own): answers, breakdowns,
+    /// constructs, correlations, free text; one self-contained page.
+    Report(run::ReportArgs),
     /// Measure prefill and decode speed (tokens per second).
     Bench(bench::BenchArgs),
 }
@@ -216,12 +219,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run::merge(a)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Report(a) => {
+            run::report(a)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
     let ctx = Context::new(&cli)?;
     match cli.command {
         Command::Run(a) => return run::run(&ctx, a),
-        Command::Population(_) | Command::Merge(_) => unreachable!("handled above"),
+        Command::Population(_) | Command::Merge(_) | Command::Report(_) => {
+            unreachable!("handled above")
+        }
         Command::Models(a) => models::list(&ctx, a),
         Command::Download(a) => models::download(&ctx, a),
         Command::Chat(a) => chat::run(&ctx, a),

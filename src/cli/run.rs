@@ -253,6 +253,7 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     );
     println!("results in {}", out.display());
+    println!("report: {}", out.join(runner::page::FILE).display());
     if let Some((id, why)) = outcome.failed.first() {
         anyhow::bail!(
             "{} of {} respondents failed (respondent {id}: {why}); hint: `personas run --resume {} --retry-failed` runs them again",
@@ -345,6 +346,36 @@ pub struct MergeArgs {
     /// Where the merged run goes. Default: the shards' common parent directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Output directories of runs (`personas run --out`); several runs share one page.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// The page to write. Default: report.html in the run's directory (one run only).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `personas report`: the page of finished runs, from their journals, without a model.
+pub fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let out = match (args.out, args.dirs.as_slice()) {
+        (Some(out), _) => out,
+        (None, [one]) => one.join(runner::page::FILE),
+        (None, dirs) => anyhow::bail!(
+            "{} runs share one page, which belongs to none of their directories; hint: name it with --out FILE",
+            dirs.len()
+        ),
+    };
+    let runs: Vec<runner::page::PageRun> = args
+        .dirs
+        .iter()
+        .map(|d| runner::page::PageRun::open(d))
+        .collect::<Result<_, _>>()?;
+    runner::page::write_page(&runs, &out)?;
+    println!("{}", out.display());
+    Ok(())
 }
 
 /// `personas merge`: the shards' journals into one run's files, without a model.

@@ -103,6 +103,17 @@ pub fn scatter_chart(
     Ok(vec![svg, png])
 }
 
+/// The scatter plot of [`scatter_chart`] as SVG text, for pages that inline their charts.
+pub fn scatter_svg(data: &ScatterData) -> Result<String, String> {
+    register_font();
+    let mut svg = String::new();
+    draw_scatter(
+        SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(),
+        data,
+    )?;
+    Ok(svg)
+}
+
 type DrawResult = Result<(), String>;
 
 fn chart_error(path: &Path) -> impl FnOnce(String) -> ReportError {

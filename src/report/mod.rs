@@ -20,6 +20,7 @@
 //!   constructs, each as SVG and PNG.
 
 mod charts;
+pub mod page;
 mod stats;
 mod summary;
 mod writer;
@@ -57,6 +58,11 @@ pub struct Distribution {
     pub question_id: String,
     /// Options in the question's order, with probabilities summing to about 1.
     pub options: Vec<(String, f64)>,
+    /// The probability the model put outside the options before they were renormalized: how
+    /// much it would rather have said something else. Absent from journals written before it
+    /// was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside: Option<f64>,
 }
 
 /// What produced a run's files; the runner fills in the parts the study cannot know.
@@ -215,6 +221,20 @@ pub fn serde_message(e: &serde_json::Error) -> String {
         Some(at) => text[..at].to_string(),
         None => text,
     }
+}
+
+/// Probability-weighted mean of the options' values; `None` if any option with probability
+/// has no numeric value (a labelled choice without values).
+pub(crate) fn expected_value(q: &crate::study::Question, d: &Distribution) -> Option<f64> {
+    let mut total = 0.0;
+    let mut sum = 0.0;
+    for (option, p) in &d.options {
+        if *p > 0.0 {
+            sum += p * q.numeric_value(option)?;
+            total += p;
+        }
+    }
+    (total > 0.0).then(|| sum / total)
 }
 
 /// Failures while writing outputs.

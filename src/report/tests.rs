@@ -119,6 +119,7 @@ fn exact_mode_writes_distributions_and_expected_values() {
         respondent: 1,
         question_id: q.into(),
         options: options.iter().map(|(o, p)| (o.to_string(), *p)).collect(),
+        outside: None,
     };
     let scale = |p6: f64| {
         [

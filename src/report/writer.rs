@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::charts::{self, HistogramData, ScatterData};
 use super::stats::Moments;
-use super::{fmt_num, Distribution, Manifest, Record, ReportError};
+use super::{expected_value, fmt_num, Distribution, Manifest, Record, ReportError};
 use crate::study::{derive_seed, Construct, Mode, Person, Question, QuestionKind, Study};
 
 /// Output of one run, written as respondents finish. See the module docs for the files.
@@ -400,18 +400,4 @@ fn axis_text(q: &Question) -> (Vec<String>, String) {
         }
         _ => (codes, String::new()),
     }
-}
-
-/// Probability-weighted mean of the options' values; `None` if any option with
-/// probability has no numeric value (a labelled choice without values).
-fn expected_value(q: &Question, d: &Distribution) -> Option<f64> {
-    let mut total = 0.0;
-    let mut sum = 0.0;
-    for (option, p) in &d.options {
-        if *p > 0.0 {
-            sum += p * q.numeric_value(option)?;
-            total += p;
-        }
-    }
-    (total > 0.0).then(|| sum / total)
 }

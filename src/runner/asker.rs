@@ -210,10 +210,11 @@ impl<'a> Asker<'a> {
         person: &Person,
         qi: usize,
         q: &Question,
-        probs: Vec<(String, f64)>,
+        scored: Scored,
         records: &mut Vec<Record>,
         dists: &mut Vec<Distribution>,
     ) {
+        let Scored { probs, outside } = scored;
         let samples = self.study.sampling.samples;
         if samples > 1 {
             // Answers are drawn among the bins; what a number's walk left unresolved is not one.
@@ -238,6 +239,7 @@ impl<'a> Asker<'a> {
             respondent: person.id,
             question_id: q.id.clone(),
             options: probs,
+            outside: Some(outside),
         });
     }
 }
@@ -279,11 +281,15 @@ pub(super) fn pick_text(q: &Question, pick: Pick) -> String {
 }
 
 /// (option, renormalized probability) pairs of a scored question.
-pub(super) fn probabilities(d: &crate::engine::score::Distribution) -> Vec<(String, f64)> {
-    d.options
-        .iter()
-        .map(|o| (o.option.clone(), o.probability))
-        .collect()
+pub(super) fn probabilities(d: &crate::engine::score::Distribution) -> Scored {
+    Scored {
+        probs: d
+            .options
+            .iter()
+            .map(|o| (o.option.clone(), o.probability))
+            .collect(),
+        outside: d.outside,
+    }
 }
 
 /// Tokens a free-text question may take.

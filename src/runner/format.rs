@@ -151,13 +151,14 @@ pub(super) fn number_bins(min: i64, max: i64, bins: &[(i64, i64)]) -> Bins {
 
 /// A listed number's exact probabilities summed into the question's bins, when it names any;
 /// other questions' are returned as they are.
-pub(super) fn binned(q: &Question, probs: Vec<(String, f64)>) -> Vec<(String, f64)> {
+pub(super) fn binned(q: &Question, scored: Scored) -> Scored {
     let QuestionKind::Number { min, max, bins } = &q.kind else {
-        return probs;
+        return scored;
     };
     if bins.is_empty() {
-        return probs;
+        return scored;
     }
+    let Scored { probs, outside } = scored;
     let grouping = Bins::new(*min, *max, bins);
     let mut out: Vec<(String, f64)> = grouping.labels().into_iter().map(|l| (l, 0.0)).collect();
     for (value, p) in probs {
@@ -165,7 +166,17 @@ pub(super) fn binned(q: &Question, probs: Vec<(String, f64)>) -> Vec<(String, f6
         let at = grouping.bin_of(v);
         out[at].1 += p;
     }
-    out
+    Scored {
+        probs: out,
+        outside,
+    }
+}
+
+/// An exact answer: each option's (or bin's) probability, renormalized over them, and what
+/// the model put outside them before that.
+pub(super) struct Scored {
+    pub probs: Vec<(String, f64)>,
+    pub outside: f64,
 }
 
 /// The label of a number distribution's probability left unresolved by the walk's budget.
@@ -178,13 +189,16 @@ pub(super) fn number_probs(
     logits: &[f32],
     digits: &Digits,
     bins: &Bins,
-) -> Result<Vec<(String, f64)>> {
+) -> Result<Scored> {
     let d = number_distribution(llama, cache, logits, digits, bins, WALK_BUDGET)?;
     let mut probs = d.bins;
     if d.unresolved > 0.0 {
         probs.push((UNRESOLVED.to_string(), d.unresolved));
     }
-    Ok(probs)
+    Ok(Scored {
+        probs,
+        outside: d.outside,
+    })
 }
 
 /// How an option is written inside the together-mode JSON object.
@@ -220,10 +234,18 @@ mod tests {
             intro: None,
         };
         let probs = (0..5).map(|v| (v.to_string(), 0.2)).collect();
-        let out = binned(&q, probs);
-        let labels: Vec<&str> = out.iter().map(|(l, _)| l.as_str()).collect();
+        let out = binned(
+            &q,
+            Scored {
+                probs,
+                outside: 0.125,
+            },
+        );
+        // What lay outside the values lies outside the bins.
+        assert_eq!(out.outside, 0.125);
+        let labels: Vec<&str> = out.probs.iter().map(|(l, _)| l.as_str()).collect();
         assert_eq!(labels, ["0-1", "2", "other"]);
-        let p: Vec<f64> = out.iter().map(|(_, p)| *p).collect();
+        let p: Vec<f64> = out.probs.iter().map(|(_, p)| *p).collect();
         assert!(
             (p[0] - 0.4).abs() < 1e-12 && (p[1] - 0.2).abs() < 1e-12 && (p[2] - 0.4).abs() < 1e-12
         );

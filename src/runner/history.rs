@@ -36,12 +36,13 @@ impl Asker<'_> {
             Format::Options(format) => {
                 // Options follow the assistant turn's opening directly: nothing to join them to.
                 let d = score_after(llama, cache, &logits, &format.exact)?;
-                let probs = probabilities(&d);
-                let best = probs
+                let scored = probabilities(&d);
+                let best = scored
+                    .probs
                     .iter()
                     .max_by(|a, b| a.1.total_cmp(&b.1))
                     .map(|o| o.0.clone());
-                self.exact_answer(person, qi, q, binned(q, probs), records, dists);
+                self.exact_answer(person, qi, q, binned(q, scored), records, dists);
                 Ok(best)
             }
             Format::Number(n) => {

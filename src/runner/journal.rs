@@ -193,6 +193,7 @@ mod tests {
                 respondent: id,
                 question_id: "q".into(),
                 options: vec![("1".into(), p), ("2".into(), 1.0 - p)],
+                outside: Some(0.25),
             }],
         )
     }

@@ -35,6 +35,7 @@ mod asker;
 mod format;
 mod history;
 pub mod journal;
+pub mod page;
 mod separate;
 pub mod shard;
 mod together;
@@ -223,6 +224,14 @@ pub fn run(
         .write_manifest(&manifest)
         .map_err(|e| Error::Output(e.to_string()))?;
     let (summary, charts) = report.finish().map_err(|e| Error::Output(e.to_string()))?;
+    drop(journal);
+    let run = page::PageRun {
+        dir: settings.out_dir.clone(),
+        manifest,
+        study: study.clone(),
+    };
+    let page = settings.out_dir.join(page::FILE);
+    page::write_page(&[run], &page)?;
     Ok(RunOutcome {
         summary,
         charts,

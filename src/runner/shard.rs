@@ -10,7 +10,7 @@ use std::str::FromStr;
 use super::journal::{Entry, Journal};
 pub use crate::report::Shard;
 use crate::report::{write_manifest, Manifest, Report};
-use crate::study::{self, Study};
+use crate::study::Study;
 use crate::{Error, Result};
 
 impl Shard {
@@ -177,16 +177,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
         )));
     }
 
-    let mut study: Study = study::load(&first.study.path)?;
-    if study.sha256 != first.study.sha256 {
-        return Err(Error::Output(format!(
-            "`{}` has changed since the shards ran; hint: merge with the study they ran",
-            study.path.display()
-        )));
-    }
-    study.seed = first.seed;
-    study.sampling.mode = first.mode;
-    study.sampling.samples = first.samples;
+    let study: Study = super::page::study_of(&dirs[0], first)?;
     let people = study.population()?;
     let mut entries = std::collections::HashMap::new();
     // Read only: the shards' directories are left as they are.
@@ -234,6 +225,15 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
     };
     write_manifest(out, &manifest).map_err(|e| Error::Output(e.to_string()))?;
     let (summary, _) = report.finish().map_err(|e| Error::Output(e.to_string()))?;
+    drop(journal);
+    super::page::write_page(
+        &[super::page::PageRun {
+            dir: out.to_path_buf(),
+            manifest,
+            study,
+        }],
+        &out.join(super::page::FILE),
+    )?;
     Ok(Merged {
         summary,
         respondents,

@@ -69,8 +69,14 @@ impl Asker<'_> {
                         let best = (0..probs.len())
                             .max_by(|&a, &b| probs[a].1.total_cmp(&probs[b].1))
                             .unwrap_or(0);
-                        let probs = binned(q, probs);
-                        self.exact_answer(person, slot, q, probs, &mut records, &mut dists);
+                        let scored = binned(
+                            q,
+                            Scored {
+                                probs,
+                                outside: d.outside,
+                            },
+                        );
+                        self.exact_answer(person, slot, q, scored, &mut records, &mut dists);
                         logits = prefill(llama, &mut base, &toks[best].ids).map_err(engine)?;
                         before.clear();
                         slot += 1;

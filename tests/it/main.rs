@@ -3,11 +3,13 @@
 //!
 //! Model tests read the test model from `PERSONAS_TEST_GGUF` (and the per-format copies from
 //! `PERSONAS_TEST_MODELS`); `scripts/test` fetches them first. Run one group with
-//! `cargo test --test it cli::` (or `runner::`, `llamacpp::`, `safetensors::`, `cache::`).
+//! `cargo test --test it cli::` (or `runner::`, `llamacpp::`, `safetensors::`, `cache::`,
+//! `report::`). The report test also needs Chromium (`scripts/test` installs it where it can).
 
 mod cache;
 mod cli;
 mod common;
 mod llamacpp;
+mod report;
 mod runner;
 mod safetensors;

@@ -1,0 +1,235 @@
+//! The page's numbers against hand-computed values on tiny runs, and its HTML: escaped,
+//! self-contained, every section present.
+
+use std::path::Path;
+
+use super::analysis::{self, Cell};
+use super::*;
+use crate::report::stats::{mean_interval, wilson_interval};
+use crate::study::parse;
+
+const STUDY: &str = r#"seed = 5
+[persona]
+template = "You are {{ name }}, {{ age }}."
+[population]
+people = [
+  { name = "Ann", age = 20, gender = "f" }, { name = "Bob", age = 30, gender = "m" },
+  { name = "Cy", age = 40, gender = "m" }, { name = "Dee", age = 50, gender = "f" },
+  { name = "Eve", age = 60, gender = "f" }, { name = "Fay", age = 70, gender = "f" },
+  { name = "Gus", age = 80, gender = "m" }, { name = "Hal", age = 90, gender = "m" },
+]
+[[questions]]
+id = "a"
+type = "scale"
+min = 1
+max = 3
+text = "I worry <a lot> & \"often\"."
+[[questions]]
+id = "b"
+type = "scale"
+min = 1
+max = 3
+text = "I share."
+[[questions]]
+id = "why"
+type = "text"
+text = "Why?"
+[[constructs]]
+id = "AB"
+items = ["a", "b"]
+"#;
+
+fn study(mode: &str) -> Study {
+    let text = format!("{STUDY}[sampling]\nmode = \"{mode}\"\n");
+    parse(&text, Path::new("study.toml")).unwrap()
+}
+
+fn record(id: usize, sample: usize, q: &str, answer: &str) -> Record {
+    Record {
+        respondent: id,
+        sample,
+        question_id: q.into(),
+        answer: answer.into(),
+        probability: None,
+    }
+}
+
+/// Person i answers a = i % 3 + 1 and b = (i + 1) % 3 + 1 (person 8 says "junk" to a), with a
+/// free-text answer holding markup.
+fn sampled(people: &[Person]) -> Vec<Vec<Record>> {
+    people
+        .iter()
+        .map(|p| {
+            let a = if p.id == 8 {
+                "junk".to_string()
+            } else {
+                (p.id % 3 + 1).to_string()
+            };
+            vec![
+                record(p.id, 1, "a", &a),
+                record(p.id, 1, "b", &((p.id + 1) % 3 + 1).to_string()),
+                record(p.id, 1, "why", "<b>because</b>"),
+            ]
+        })
+        .collect()
+}
+
+fn input<'a>(
+    study: &'a Study,
+    manifest: &'a Manifest,
+    people: &'a [Person],
+    records: &'a [Vec<Record>],
+    dists: &'a [Vec<Distribution>],
+) -> RunInput<'a> {
+    RunInput {
+        name: "runs/x".into(),
+        manifest,
+        study,
+        respondents: people
+            .iter()
+            .zip(records)
+            .zip(dists)
+            .map(|((person, records), distributions)| Respondent {
+                person,
+                records,
+                distributions,
+            })
+            .collect(),
+        failed: vec![(9, "the model <failed>".into())],
+    }
+}
+
+#[test]
+fn sampled_shares_intervals_bands_and_alpha_by_hand() {
+    let study = study("sample");
+    let people = study.population().unwrap();
+    let manifest = Manifest::new(&study);
+    let records = sampled(&people);
+    let dists = vec![Vec::new(); people.len()];
+    let run = input(&study, &manifest, &people, &records, &dists);
+    let rows = analysis::rows(&run);
+    assert_eq!(rows.len(), 8);
+
+    // a: ids 1..=7 give 2,3,1,2,3,1,2 and id 8 is unreadable: "1" twice, "2" three times.
+    let cells: Vec<Cell> = rows.iter().filter_map(|r| r.cells[0]).collect();
+    let labels = analysis::labels(&study.questions[0], &cells).unwrap();
+    let s = analysis::shares(&study.questions[0], &labels, &cells);
+    assert_eq!((s.n, s.unreadable), (8, 1));
+    assert_eq!(s.share, [2.0 / 8.0, 3.0 / 8.0, 2.0 / 8.0]);
+    assert_eq!(s.interval[1], wilson_interval(3.0, 8.0));
+    assert_eq!(s.mean, Some(2.0));
+    assert_eq!(s.outside, None);
+
+    // Ages 20..90 are eight distinct values: four bands of two; gender has two levels.
+    let b = analysis::breakdowns(&study.attribute_names(), &rows);
+    let age = b.iter().find(|b| b.attribute == "age").unwrap();
+    let bands: Vec<&str> = age.groups.iter().map(|g| g.0.as_str()).collect();
+    assert_eq!(bands, ["20–30", "40–50", "60–70", "80–90"]);
+    let gender = b.iter().find(|b| b.attribute == "gender").unwrap();
+    assert_eq!(gender.groups[0], ("f".to_string(), vec![0, 3, 4, 5]));
+    assert!(
+        b.iter().all(|b| b.attribute != "name"),
+        "a group per person is no breakdown"
+    );
+
+    // AB over the 7 complete rows: (a, b) = (2,3) (3,1) (1,2) (2,3) (3,1) (1,2) (2,3).
+    // Variances: a 4/7, b 6/7 ... computed here the long way.
+    let pairs = [
+        (2., 3.),
+        (3., 1.),
+        (1., 2.),
+        (2., 3.),
+        (3., 1.),
+        (1., 2.),
+        (2., 3.),
+    ];
+    let var = |xs: &[f64]| {
+        let m = xs.iter().sum::<f64>() / xs.len() as f64;
+        xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64
+    };
+    let a: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+    let bb: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+    let sums: Vec<f64> = pairs.iter().map(|p| p.0 + p.1).collect();
+    let alpha = 2.0 * (1.0 - (var(&a) + var(&bb)) / var(&sums));
+    let c = analysis::construct_stats(&study.constructs[0], &study.questions, &rows);
+    assert_eq!(c.n, 7);
+    assert!(
+        (c.alpha.unwrap() - alpha).abs() < 1e-12,
+        "{:?} {alpha}",
+        c.alpha
+    );
+}
+
+#[test]
+fn exact_shares_are_mean_probabilities_with_their_interval() {
+    let study = study("exact");
+    let people = study.population().unwrap();
+    let manifest = Manifest::new(&study);
+    let dists: Vec<Vec<Distribution>> = people
+        .iter()
+        .map(|p| {
+            let x = p.id as f64 / 10.0;
+            vec![Distribution {
+                respondent: p.id,
+                question_id: "a".into(),
+                options: vec![("1".into(), x), ("2".into(), 1.0 - x), ("3".into(), 0.0)],
+                outside: Some(x / 2.0),
+            }]
+        })
+        .collect();
+    let records = vec![Vec::new(); people.len()];
+    let run = input(&study, &manifest, &people, &records, &dists);
+    let rows = analysis::rows(&run);
+    assert_eq!(rows.len(), 8);
+    let cells: Vec<Cell> = rows.iter().filter_map(|r| r.cells[0]).collect();
+    let labels = analysis::labels(&study.questions[0], &cells).unwrap();
+    let s = analysis::shares(&study.questions[0], &labels, &cells);
+    let ones: Vec<f64> = (1..=8).map(|i| i as f64 / 10.0).collect();
+    assert!((s.share[0] - 0.45).abs() < 1e-12);
+    assert_eq!(s.interval[0], mean_interval(&ones));
+    assert!((s.outside.unwrap() - 0.225).abs() < 1e-12);
+    // Expected values 2 - x: mean 2 - 0.45.
+    assert!((s.mean.unwrap() - 1.55).abs() < 1e-12);
+}
+
+#[test]
+fn the_page_is_escaped_self_contained_and_complete() {
+    let study = study("sample");
+    let people = study.population().unwrap();
+    let manifest = Manifest::new(&study);
+    let records = sampled(&people);
+    let dists = vec![Vec::new(); people.len()];
+    let html = render(&[input(&study, &manifest, &people, &records, &dists)]).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("Content-Security-Policy\" content=\"default-src 'none'"));
+    // Text from the study and the answers is escaped, never markup.
+    assert!(html.contains("I worry &lt;a lot&gt; &amp; &quot;often&quot;."));
+    assert!(html.contains("&lt;b&gt;because&lt;/b&gt;"));
+    assert!(html.contains("the model &lt;failed&gt;"));
+    assert!(!html.contains("<b>because"));
+    // Nothing is fetched: no src attributes, links only within the page; the only URL is
+    // the SVG namespace.
+    assert!(!html.contains(" src="));
+    assert!(html.matches("href=\"").count() == html.matches("href=\"#").count());
+    let urls = html.matches("http").count();
+    assert_eq!(
+        urls,
+        html.matches("http://www.w3.org/2000/svg").count() + 1,
+        "CSP meta's http-equiv"
+    );
+    // Charts: a and b, each by age and by gender, one scatter needs two constructs (none).
+    assert_eq!(html.matches("<svg").count(), 2 + 2 * 2);
+    for section in [
+        "Questions",
+        "By attribute",
+        "Constructs",
+        "Correlations",
+        "Free-text answers",
+        "Failed respondents",
+    ] {
+        assert!(
+            html.contains(&format!(">{section}</h3>")),
+            "{section} missing"
+        );
+    }
+}

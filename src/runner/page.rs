@@ -1,0 +1,102 @@
+//! The report page of finished runs (`report.html`), drawn from their journals: `personas run`
+//! and `personas merge` write it for their own run, `personas report` for any runs.
+
+use std::path::{Path, PathBuf};
+
+use crate::report::page::{self, Respondent, RunInput};
+use crate::report::Manifest;
+use crate::study::{self, Study};
+use crate::{Error, Result};
+
+use super::journal::{Entry, Journal};
+
+/// The page's file name in a run's output directory.
+pub const FILE: &str = "report.html";
+
+/// One run on the page: its directory, its manifest and the study it ran.
+pub struct PageRun {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub study: Study,
+}
+
+impl PageRun {
+    /// The run in `dir`: its manifest and its study, as it ran (seed, mode and samples from the
+    /// manifest). The study must be unchanged since: the page explains its answers with it.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let path = dir.join("manifest.json");
+        let hint = "hint: `personas report` takes the output directories of runs";
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Output(format!("cannot read `{}`: {e}; {hint}", path.display())))?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
+            Error::Output(format!(
+                "{}:{}:{}: not a personas manifest: {}; {hint}",
+                path.display(),
+                e.line(),
+                e.column(),
+                crate::report::serde_message(&e)
+            ))
+        })?;
+        let study = study_of(dir, &manifest)?;
+        Ok(PageRun {
+            dir: dir.to_path_buf(),
+            manifest,
+            study,
+        })
+    }
+}
+
+/// The study that the run in `dir` (with `manifest`) ran, with its seed, mode and sample
+/// count; an error if the file changed since.
+pub fn study_of(dir: &Path, manifest: &Manifest) -> Result<Study> {
+    let mut study = study::load(&manifest.study.path)?;
+    if study.sha256 != manifest.study.sha256 {
+        return Err(Error::Output(format!(
+            "{}: study.sha256: `{}` has changed since the run; hint: the run's answers belong to the study it ran: restore that file",
+            dir.join("manifest.json").display(),
+            study.path.display()
+        )));
+    }
+    study.seed = manifest.seed;
+    study.sampling.mode = manifest.mode;
+    study.sampling.samples = manifest.samples;
+    Ok(study)
+}
+
+/// Writes the page of `runs` to `out`.
+pub fn write_page(runs: &[PageRun], out: &Path) -> Result<()> {
+    let mut people = Vec::with_capacity(runs.len());
+    let mut entries = Vec::with_capacity(runs.len());
+    for run in runs {
+        people.push(run.study.population()?);
+        entries.push(Journal::entries(&run.dir)?);
+    }
+    let inputs: Vec<RunInput> = runs
+        .iter()
+        .zip(&people)
+        .zip(&entries)
+        .map(|((run, people), entries)| {
+            let mut respondents = Vec::new();
+            let mut failed = Vec::new();
+            for person in people {
+                match entries.get(&person.id) {
+                    Some(Entry::Done(records, distributions)) => respondents.push(Respondent {
+                        person,
+                        records,
+                        distributions,
+                    }),
+                    Some(Entry::Failed(why)) => failed.push((person.id, why.clone())),
+                    None => {}
+                }
+            }
+            RunInput {
+                name: run.dir.display().to_string(),
+                manifest: &run.manifest,
+                study: &run.study,
+                respondents,
+                failed,
+            }
+        })
+        .collect();
+    page::write(out, &inputs).map_err(|e| Error::Output(e.to_string()))
+}
