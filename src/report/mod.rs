@@ -20,6 +20,7 @@
 //!   constructs, each as SVG and PNG.
 
 mod charts;
+pub mod fidelity;
 pub mod page;
 mod stats;
 mod summary;
@@ -64,6 +65,21 @@ pub struct Distribution {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outside: Option<f64>,
 }
+
+/// The population-share baseline of one compared question: the model asked, without a
+/// persona, how many of 100 people would give each option; the expected counts, and the
+/// shares they make over the options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareBaseline {
+    pub question_id: String,
+    /// Expected count of 100 per option, in the question's order.
+    pub counts: Vec<(String, f64)>,
+    /// The counts normalized to sum to 1.
+    pub shares: Vec<(String, f64)>,
+}
+
+/// The share baseline's file in a run's output directory.
+pub const SHARE_FILE: &str = "share.json";
 
 /// What produced a run's files; the runner fills in the parts the study cannot know.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -82,9 +82,9 @@ impl<'a> Asker<'a> {
             } else {
                 &self.study.questions[..1]
             };
-            for q in questions {
+            for qi in 0..questions.len() {
                 let mut m = self.study.opening(person);
-                m.push(Message::user(q.prompt()));
+                m.push(Message::user(self.study.question_prompt(person, qi)));
                 // Unchecked: a prompt too long fails its respondent later, not the run.
                 prompts.push(self.render(&m)?);
             }

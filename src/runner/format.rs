@@ -232,6 +232,7 @@ mod tests {
             },
             instruction: String::new(),
             intro: None,
+            order: crate::study::Order::Fixed,
         };
         let probs = (0..5).map(|v| (v.to_string(), 0.2)).collect();
         let out = binned(

@@ -80,7 +80,7 @@ impl Asker<'_> {
             let mut cache = llama.new_cache(1, 512)?;
             let mut cached: Vec<u32> = Vec::new();
             for (qi, q) in self.study.questions.iter().enumerate() {
-                messages.push(Message::user(q.prompt()));
+                messages.push(Message::user(self.study.question_prompt(person, qi)));
                 let ids = self.ids(&messages)?;
                 let keep = common_prefix(&[cached.clone(), ids.clone()]).min(ids.len() - 1);
                 cache.truncate(keep)?;

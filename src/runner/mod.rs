@@ -38,6 +38,7 @@ pub mod journal;
 pub mod page;
 mod separate;
 pub mod shard;
+mod share;
 mod together;
 
 use asker::Asker;
@@ -225,6 +226,12 @@ pub fn run(
         .map_err(|e| Error::Output(e.to_string()))?;
     let (summary, charts) = report.finish().map_err(|e| Error::Output(e.to_string()))?;
     drop(journal);
+    if !interrupted {
+        let share = asker.share_baseline()?;
+        if !share.is_empty() {
+            page::write_share(&settings.out_dir, &share)?;
+        }
+    }
     let run = page::PageRun {
         dir: settings.out_dir.clone(),
         manifest,

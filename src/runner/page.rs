@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::report::page::{self, Respondent, RunInput};
-use crate::report::Manifest;
+use crate::report::{Manifest, ShareBaseline, SHARE_FILE};
 use crate::study::{self, Study};
 use crate::{Error, Result};
 
@@ -63,19 +63,51 @@ pub fn study_of(dir: &Path, manifest: &Manifest) -> Result<Study> {
     Ok(study)
 }
 
+/// Writes the share baseline into the run directory `dir`.
+pub fn write_share(dir: &Path, share: &[ShareBaseline]) -> Result<()> {
+    let path = dir.join(SHARE_FILE);
+    let json = serde_json::to_string_pretty(share).expect("the baseline serializes");
+    std::fs::write(&path, json + "\n")
+        .map_err(|e| Error::Output(format!("cannot write `{}`: {e}", path.display())))
+}
+
+/// The share baseline a run in `dir` wrote, if any.
+fn read_share(dir: &Path) -> Result<Vec<ShareBaseline>> {
+    let path = dir.join(SHARE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            Error::Output(format!(
+                "{}:{}:{}: not a share baseline: {}; hint: run the study again to write it",
+                path.display(),
+                e.line(),
+                e.column(),
+                crate::report::serde_message(&e)
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::Output(format!(
+            "cannot read `{}`: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// Writes the page of `runs` to `out`.
 pub fn write_page(runs: &[PageRun], out: &Path) -> Result<()> {
     let mut people = Vec::with_capacity(runs.len());
     let mut entries = Vec::with_capacity(runs.len());
+    let mut shares = Vec::with_capacity(runs.len());
     for run in runs {
         people.push(run.study.population()?);
         entries.push(Journal::entries(&run.dir)?);
+        shares.push(read_share(&run.dir)?);
     }
     let inputs: Vec<RunInput> = runs
         .iter()
         .zip(&people)
         .zip(&entries)
-        .map(|((run, people), entries)| {
+        .zip(&shares)
+        .map(|(((run, people), entries), share)| {
             let mut respondents = Vec::new();
             let mut failed = Vec::new();
             for person in people {
@@ -95,6 +127,7 @@ pub fn write_page(runs: &[PageRun], out: &Path) -> Result<()> {
                 study: &run.study,
                 respondents,
                 failed,
+                share,
             }
         })
         .collect();

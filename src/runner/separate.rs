@@ -28,10 +28,10 @@ impl Asker<'_> {
         let llama = &self.model.llama;
         let questions = &self.study.questions;
         let mut prompts = Vec::with_capacity(people.len() * questions.len());
-        for opening in &openings {
-            for q in questions {
+        for (person, opening) in people.iter().zip(&openings) {
+            for qi in 0..questions.len() {
                 let mut m = opening.clone();
-                m.push(Message::user(q.prompt()));
+                m.push(Message::user(self.study.question_prompt(person, qi)));
                 prompts.push(self.ids(&m)?);
             }
         }

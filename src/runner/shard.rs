@@ -224,6 +224,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
         0.0
     };
     write_manifest(out, &manifest).map_err(|e| Error::Output(e.to_string()))?;
+    // Every shard asked the same share baseline; the first one's stands for all.
+    let share = dirs[0].join(crate::report::SHARE_FILE);
+    if share.exists() {
+        std::fs::copy(&share, out.join(crate::report::SHARE_FILE))
+            .map_err(|e| Error::Output(format!("cannot copy `{}`: {e}", share.display())))?;
+    }
     let (summary, _) = report.finish().map_err(|e| Error::Output(e.to_string()))?;
     drop(journal);
     super::page::write_page(

@@ -7,9 +7,11 @@
 //! people, the prompts and the answer constraints, and feeds the answers to
 //! [`crate::report`].
 
+mod compare;
 mod construct;
 mod draw;
 mod error;
+mod order;
 mod population;
 mod question;
 mod spec;
@@ -22,9 +24,11 @@ use sha2::{Digest, Sha256};
 
 use crate::chat::Message;
 
+pub use compare::Compare;
 pub use construct::{Construct, Item};
 pub use draw::Draw;
 pub use error::{Diagnostic, StudyError};
+pub use order::Order;
 pub use population::{write_population_csv, Attributes, Person, Population, GENERATED_COLUMNS};
 pub use question::{
     answer_keys, answer_schema, default_instruction, parse_together, together_prompt, AnswerError,
@@ -105,6 +109,8 @@ pub struct Study {
     pub constructs: Vec<Construct>,
     pub ask: AskMode,
     pub sampling: Sampling,
+    /// Real respondents to compare the run with (`[compare]`).
+    pub compare: Option<Compare>,
     /// Holds the compiled persona template.
     env: minijinja::Environment<'static>,
 }
@@ -229,6 +235,13 @@ impl Study {
     /// Reads a together-mode JSON reply into one answer per question, in order.
     pub fn parse_together(&self, reply: &str) -> Result<Vec<String>, AnswerError> {
         parse_together(&self.questions, self.json_keys(), reply)
+    }
+
+    /// Question `qi` as `person` is asked it on its own: its options in the question's order,
+    /// which for `random` is drawn per respondent and question from the study seed.
+    pub fn question_prompt(&self, person: &Person, qi: usize) -> String {
+        let index = ((person.id as u64) << 32) ^ qi as u64;
+        self.questions[qi].prompt_for(derive_seed(self.seed, "order", index))
     }
 
     /// The seed for one (respondent, sample) pair. Derived from the study seed alone,

@@ -8,7 +8,10 @@
 
 use serde_json::{json, Value};
 
+use super::order::Order;
 use super::spec::JsonKeys;
+
+pub use super::order::default_instruction;
 
 /// Number questions with at most this many allowed values list them in
 /// [`Question::options`]; wider ranges are left to a numeric constraint.
@@ -31,6 +34,8 @@ pub struct Question {
     /// Text shown before this question when questions are asked together, e.g. to
     /// introduce a second block of items with a different scale.
     pub intro: Option<String>,
+    /// The order its options are presented in (`fixed` unless the study says otherwise).
+    pub order: Order,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +74,20 @@ pub struct ChoiceOption {
 }
 
 impl Question {
+    /// The user turn when this question is asked on its own to the respondent whose order
+    /// seed is `seed`: the options in the question's [`Order`] (the same for every seed unless
+    /// it is `random`).
+    pub fn prompt_for(&self, seed: u64) -> String {
+        match self.order {
+            Order::Fixed => self.prompt(),
+            order => {
+                let shown = super::order::presented(order, &self.kind, seed);
+                let instruction = super::order::instruction_in(&self.kind, &shown);
+                format!("{}\n{instruction}", self.text)
+            }
+        }
+    }
+
     /// The user turn when this question is asked on its own: text, then instruction.
     pub fn prompt(&self) -> String {
         if self.instruction.is_empty() {
@@ -297,52 +316,6 @@ pub(crate) fn backticked(items: &[String]) -> String {
         .join(", ")
 }
 
-/// The instruction a question gets when the study file does not give one.
-pub fn default_instruction(kind: &QuestionKind) -> String {
-    match kind {
-        QuestionKind::Scale {
-            min,
-            max,
-            min_label,
-            max_label,
-        } => {
-            let end = |x: &i64, label: &Option<String>| match label {
-                Some(l) => format!("{x} ({l})"),
-                None => x.to_string(),
-            };
-            format!(
-                "Answer with a single number from {} to {}.",
-                end(min, min_label),
-                end(max, max_label)
-            )
-        }
-        QuestionKind::Number { min, max, .. } => {
-            format!("Answer with a single whole number from {min} to {max}.")
-        }
-        QuestionKind::Choice { options } => {
-            let names: Vec<String> = options
-                .iter()
-                .map(|o| match &o.label {
-                    Some(label) => format!("{} ({label})", o.code),
-                    None => o.code.clone(),
-                })
-                .collect();
-            format!("Answer with {}.", or_list(&names))
-        }
-        QuestionKind::YesNo { yes, no } if yes == "Yes" && no == "No" => "Answer Yes or No.".into(),
-        QuestionKind::YesNo { yes, no } => format!("Answer {no} for No or {yes} for Yes."),
-        QuestionKind::Text { .. } => String::new(),
-    }
-}
-
-fn or_list(items: &[String]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => one.clone(),
-        [init @ .., last] => format!("{} or {last}", init.join(", ")),
-    }
-}
-
 /// Why a together-mode reply could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
@@ -456,6 +429,7 @@ mod tests {
             kind,
             instruction,
             intro: None,
+            order: Order::Fixed,
         }
     }
 

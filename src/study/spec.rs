@@ -30,6 +30,45 @@ pub struct StudySpec {
     pub questions: Vec<Spanned<QuestionSpec>>,
     #[serde(default)]
     pub constructs: Vec<Spanned<ConstructSpec>>,
+    pub compare: Option<Spanned<CompareSpec>>,
+}
+
+/// `[compare]`: real respondents' answers, to measure how close the run comes to them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareSpec {
+    /// CSV of real respondents, relative to the study file.
+    pub csv: Spanned<String>,
+    /// Row i of the CSV is the person respondent i simulates (default: when the population is
+    /// read from the same CSV).
+    pub twins: Option<Spanned<bool>>,
+    /// `"share"`: also ask the model, without personas, what share of people gives each
+    /// option (the baseline personas have to beat besides a uniform answer).
+    pub baseline: Option<Spanned<BaselineSpec>>,
+    /// Question id -> where its real answers are.
+    #[serde(default)]
+    pub questions: BTreeMap<Spanned<String>, Spanned<CompareQuestionSpec>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineSpec {
+    /// A uniform answer only (always given).
+    Uniform,
+    /// Uniform, and the model's population-share answer.
+    Share,
+}
+
+/// `[compare.questions.ID]`: the column holding real answers to question ID, and how its
+/// values map to the question's option codes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareQuestionSpec {
+    /// Default: the question's id.
+    pub column: Option<Spanned<String>>,
+    /// CSV value -> option code; values not listed must be option codes themselves.
+    #[serde(default)]
+    pub codes: BTreeMap<String, Spanned<String>>,
 }
 
 /// `[persona]`: how a person's attributes become the text the model sees.
@@ -90,6 +129,8 @@ pub struct AskSpec {
     pub preamble: Option<Spanned<String>>,
     pub closing: Option<Spanned<String>>,
     pub json_keys: Option<Spanned<JsonKeys>>,
+    /// The order of every closed question's options, unless the question says otherwise.
+    pub order: Option<Spanned<super::order::Order>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -160,6 +201,8 @@ pub struct QuestionSpec {
     pub bins: Option<Spanned<Vec<Spanned<Vec<i64>>>>>,
     pub instruction: Option<Spanned<String>>,
     pub intro: Option<Spanned<String>>,
+    /// The order its options are presented in.
+    pub order: Option<Spanned<super::order::Order>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

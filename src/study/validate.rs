@@ -14,10 +14,12 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, UndefinedBehavior};
 use toml::Spanned;
 
+mod compare;
 mod population;
 mod questions;
 
 use super::error::{Source, StudyError};
+use super::order::Order;
 use super::question::{backticked, AskMode, Question};
 use super::spec::{AskModeSpec, JsonKeys, Mode, Placement, StudySpec};
 use super::{
@@ -42,7 +44,14 @@ type Result<T> = std::result::Result<T, StudyError>;
 pub(super) fn study(text: &str, path: &Path) -> Result<Study> {
     let src = Source::new(path, text);
     let spec: StudySpec = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+    let ask = spec.ask.as_ref().map(Spanned::get_ref);
     let check = Checker {
+        together: ask
+            .and_then(|a| a.mode.as_ref())
+            .is_some_and(|m| *m.get_ref() == AskModeSpec::Together),
+        default_order: ask
+            .and_then(|a| a.order.as_ref())
+            .map(|o| (o.span(), *o.get_ref())),
         src: &src,
         base_dir: path.parent().unwrap_or(Path::new("")),
         exact: spec
@@ -64,6 +73,11 @@ pub(super) fn study(text: &str, path: &Path) -> Result<Study> {
         None => None,
     };
     let seed = spec.seed.map_or(0, Spanned::into_inner);
+    let population_csv = spec
+        .population
+        .as_ref()
+        .and_then(|p| p.get_ref().csv.as_ref())
+        .map(|c| c.get_ref().clone());
     let population = check.population(spec.population)?;
     let attributes = population.attribute_names();
     let (persona, env) = check.persona(spec.persona, &attributes)?;
@@ -71,6 +85,12 @@ pub(super) fn study(text: &str, path: &Path) -> Result<Study> {
     let constructs = check.constructs(spec.constructs, &questions, &attributes)?;
     let ask = check.ask(spec.ask)?;
     let sampling = check.sampling(spec.sampling)?;
+    let compare = check.compare(
+        spec.compare,
+        &questions,
+        &population,
+        population_csv.as_deref(),
+    )?;
 
     Ok(Study {
         path: path.to_path_buf(),
@@ -83,6 +103,7 @@ pub(super) fn study(text: &str, path: &Path) -> Result<Study> {
         constructs,
         ask,
         sampling,
+        compare,
         env,
     })
 }
@@ -92,6 +113,10 @@ struct Checker<'a> {
     base_dir: &'a Path,
     /// The study asks for exact distributions (`[sampling] mode = "exact"`).
     exact: bool,
+    /// The study asks all questions in one turn (`[ask] mode = "together"`).
+    together: bool,
+    /// `[ask] order`, where it is given.
+    default_order: Option<(Range<usize>, Order)>,
 }
 
 impl Checker<'_> {

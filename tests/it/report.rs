@@ -155,4 +155,123 @@ fn reports_open_in_a_browser_with_every_chart_drawn() {
             .arg(&both),
     );
     assert_all_drawn(&both, 2 * (2 + 2));
+
+    // The same study with every question's options reversed: the page of both orders shows
+    // each question's answers side by side.
+    let text = std::fs::read_to_string(&study).unwrap();
+    let reversed_study = dir.path().join("reversed.toml");
+    std::fs::write(
+        &reversed_study,
+        text.replace(
+            "keep_history = true",
+            "keep_history = true\norder = \"reversed\"",
+        ),
+    )
+    .unwrap();
+    let reversed = dir.path().join("reversed");
+    stdout_of(
+        personas()
+            .args([
+                "run",
+                "--quiet",
+                "--model",
+                &gguf(),
+                "--mode",
+                "exact",
+                "--out",
+            ])
+            .arg(&reversed)
+            .arg(&reversed_study),
+    );
+    let orders = dir.path().join("orders.html");
+    stdout_of(
+        personas()
+            .arg("report")
+            .arg(&exact)
+            .arg(&reversed)
+            .arg("--out")
+            .arg(&orders),
+    );
+    assert_all_drawn(&orders, 2 * (2 + 2) + 2);
+    let page = std::fs::read_to_string(&orders).unwrap();
+    assert!(page.contains(">Order effects</h2>") && page.contains("options reversed"));
+}
+
+/// Eight twins of real people who said yes or no: the comparison's chart is drawn and
+/// `compare.csv` holds a line for everyone and for every group.
+#[test]
+fn a_run_compared_with_real_twins_reports_the_distance() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "name,age,said\nAnn,20,1\nBob,27,0\nCy,34,1\nDee,41,0\nEve,48,0\nFay,55,1\nGus,62,0\nHal,69,0\n";
+    std::fs::write(dir.path().join("people.csv"), csv).unwrap();
+    let study = dir.path().join("study.toml");
+    std::fs::write(
+        &study,
+        r#"[persona]
+template = "You are {{ name }}, {{ age }} years old."
+[population]
+csv = "people.csv"
+[sampling]
+mode = "exact"
+[[questions]]
+id = "voted"
+type = "yes_no"
+text = "Did you vote in the last election?"
+[compare]
+csv = "people.csv"
+baseline = "share"
+[compare.questions.voted]
+column = "said"
+codes = { "1" = "Yes", "0" = "No" }
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    stdout_of(
+        personas()
+            .args(["run", "--quiet", "--model", &gguf(), "--out"])
+            .arg(&out)
+            .arg(&study),
+    );
+    // The question, by age (four bands) and by said, and simulated vs real.
+    assert_all_drawn(&out.join("report.html"), 1 + 2 + 1);
+    let table = std::fs::read_to_string(out.join("compare.csv")).unwrap();
+    let groups: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            "all",
+            "age=20–27",
+            "age=34–41",
+            "age=48–55",
+            "age=62–69",
+            "said=0",
+            "said=1"
+        ]
+    );
+    let all: Vec<&str> = table.lines().nth(1).unwrap().split(',').collect();
+    // 8 simulated and 8 real answers, 8 twin pairs; the real mean is 3 yes of 8.
+    assert_eq!(
+        (all[3], all[4], all[6], all[20]),
+        ("8", "8", "0.375", "8"),
+        "{table}"
+    );
+    // The share query: one expected count per option, shares that sum to 1, scored.
+    let share: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("share.json")).unwrap()).unwrap();
+    let shares = share[0]["shares"].as_array().unwrap();
+    assert_eq!(
+        (shares[0][0].as_str(), shares[1][0].as_str()),
+        (Some("No"), Some("Yes"))
+    );
+    let sum: f64 = shares.iter().map(|s| s[1].as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-9, "{share}");
+    assert!(
+        !all[17].is_empty() && !all[19].is_empty(),
+        "share columns: {table}"
+    );
 }

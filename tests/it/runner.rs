@@ -191,9 +191,52 @@ fn every_question_type_sampled_is_valid_and_identical_whatever_the_batch() {
 
 #[test]
 fn exact_mode_equals_scoring_each_prompt_alone_and_ignores_the_batch() {
+    exact_equals_alone("");
+}
+
+/// Options in a random order per respondent: the runner asks each respondent the order its
+/// seed draws (scored alone from `question_prompt`, the same numbers), whatever the batch.
+#[test]
+fn options_in_random_order_are_asked_as_drawn_per_respondent() {
+    let model_free = study(
+        tempfile::tempdir().unwrap().path(),
+        "\n[ask]\norder = \"random\"\n",
+    );
+    let people = model_free.population().unwrap();
+    let shown: Vec<String> = people
+        .iter()
+        .flat_map(|p| {
+            (0..3)
+                .map(|qi| model_free.question_prompt(p, qi))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let fixed: Vec<String> = people
+        .iter()
+        .flat_map(|_| model_free.questions[..3].iter().map(|q| q.prompt()))
+        .collect();
+    assert!(
+        shown != fixed,
+        "seed 5 draws at least one order that is not the study's"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|p| p.contains("from 5 (completely) to 1 (not at all)"))
+            || shown
+                .iter()
+                .any(|p| p.contains("B (Republican) or A (Democrat)"))
+    );
+    exact_equals_alone("\n[ask]\norder = \"random\"\n");
+}
+
+fn exact_equals_alone(extra: &str) {
     let model = model();
     let dir = tempfile::tempdir().unwrap();
-    let s = study(dir.path(), "\n[sampling]\nmode = \"exact\"\n");
+    let s = study(
+        dir.path(),
+        &format!("{extra}\n[sampling]\nmode = \"exact\"\n"),
+    );
     let out = run_into(&model, &s, dir.path().join("a"), 64);
     assert_eq!(out.respondents, 3);
     run_into(&model, &s, dir.path().join("b"), 3);
@@ -210,9 +253,9 @@ fn exact_mode_equals_scoring_each_prompt_alone_and_ignores_the_batch() {
     let people = s.population().unwrap();
     let mut checked = 0;
     for person in &people {
-        for q in &s.questions {
+        for (qi, q) in s.questions.iter().enumerate() {
             let mut messages: Vec<Message> = s.opening(person);
-            messages.push(Message::user(q.prompt()));
+            messages.push(Message::user(s.question_prompt(person, qi)));
             let ids = render_ids(&model, &template, &messages, true).unwrap();
             let options = q.options().unwrap();
             let toks = reply_options(&model.tokenizer, &options).unwrap();

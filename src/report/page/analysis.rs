@@ -111,6 +111,13 @@ pub fn labels(q: &Question, cells: &[Cell]) -> Option<Vec<String>> {
     })
 }
 
+/// The values distances between distributions over `labels` are measured on: the options'
+/// numbers, or their positions where an option has none (an unlabelled choice).
+pub fn support(q: &Question, labels: &[String]) -> Vec<f64> {
+    let values: Option<Vec<f64>> = labels.iter().map(|l| q.numeric_value(l)).collect();
+    values.unwrap_or_else(|| (0..labels.len()).map(|i| i as f64).collect())
+}
+
 /// The shares of `labels` among `cells`.
 pub fn shares(q: &Question, labels: &[String], cells: &[Cell]) -> Shares {
     let values: Vec<f64> = cells.iter().filter_map(|&c| value(q, c)).collect();

@@ -5,6 +5,8 @@
 //! sends nothing anywhere.
 
 mod analysis;
+mod compare;
+mod order;
 mod svg;
 
 use std::fmt::Write as _;
@@ -38,17 +40,33 @@ pub struct RunInput<'a> {
     pub respondents: Vec<Respondent<'a>>,
     /// Respondents that failed, and why.
     pub failed: Vec<(usize, String)>,
+    /// The population-share baseline of compared questions (`[compare] baseline = "share"`).
+    pub share: &'a [super::ShareBaseline],
 }
 
-/// Writes the page for `runs` to `path`, whole or not at all (written, then renamed).
+/// Writes the page for `runs` to `path` and, when a run is compared with real respondents,
+/// `compare.csv` beside it; each whole or not at all (written, then renamed).
 pub fn write(path: &Path, runs: &[RunInput]) -> Result<(), ReportError> {
-    let html = render(runs)?;
-    let tmp = path.with_extension("html.tmp");
+    let (html, compared) = build(runs)?;
+    write_whole(path, &html)?;
+    if !compared.is_empty() {
+        write_whole(&path.with_file_name(COMPARE_FILE), &compared)?;
+    }
+    Ok(())
+}
+
+/// The comparison table's file name, beside the page.
+pub const COMPARE_FILE: &str = "compare.csv";
+
+fn write_whole(path: &Path, text: &str) -> Result<(), ReportError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     let io = |source| ReportError::Io {
         path: path.to_path_buf(),
         source,
     };
-    std::fs::write(&tmp, html)
+    std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, path))
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
@@ -58,6 +76,11 @@ pub fn write(path: &Path, runs: &[RunInput]) -> Result<(), ReportError> {
 
 /// The page's HTML.
 pub fn render(runs: &[RunInput]) -> Result<String, ReportError> {
+    Ok(build(runs)?.0)
+}
+
+/// The page's HTML and the comparison CSV (empty when no run is compared).
+fn build(runs: &[RunInput]) -> Result<(String, String), ReportError> {
     let title = match runs {
         [one] => format!("personas report: {}", one.name),
         _ => format!("personas report: {} runs", runs.len()),
@@ -73,11 +96,13 @@ pub fn render(runs: &[RunInput]) -> Result<String, ReportError> {
         escape(&title),
         escape(&title)
     );
+    let mut compared = String::new();
     for run in runs {
-        run_section(&mut h, run)?;
+        run_section(&mut h, run, &mut compared)?;
     }
+    order::effects(&mut h, runs);
     h.push_str("</body></html>\n");
-    Ok(h)
+    Ok((h, compared))
 }
 
 #[cfg(test)]
@@ -88,7 +113,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 td.num{text-align:right}figure{margin:1em 0}figcaption{font-size:90%;color:#555}\
 section.question{border-top:1px solid #ddd;margin-top:1em}.note{color:#555;font-size:90%}.wide{overflow-x:auto}";
 
-fn run_section(h: &mut String, run: &RunInput) -> Result<(), ReportError> {
+fn run_section(h: &mut String, run: &RunInput, compared: &mut String) -> Result<(), ReportError> {
     let study = run.study;
     let rows = analysis::rows(run);
     let _ = write!(h, r#"<section class="run"><h2>{}</h2>"#, escape(&run.name));
@@ -150,6 +175,11 @@ fn run_section(h: &mut String, run: &RunInput) -> Result<(), ReportError> {
 
     breakdowns(h, run, &rows);
     constructs(h, run, &rows)?;
+    if let Some(real) = &study.compare {
+        let lines = compare::lines(run, &rows, real);
+        compare::section(h, run, &rows, real, &lines);
+        compare::csv(&run.name, &lines, compared);
+    }
     free_text(h, run);
     if !run.failed.is_empty() {
         h.push_str("<h3>Failed respondents</h3><table><tr><th>respondent</th><th>why</th></tr>");

@@ -22,7 +22,7 @@ pub fn bars(
     // Slanted labels reach left of their bar: room for the first one.
     let (left, top, plot_h) = (if long { 110.0 } else { 48.0 }, 34.0, 200.0);
     let bottom = if long { 110.0 } else { 40.0 };
-    let width = left + slot * n as f64 + 16.0;
+    let width = (left + slot * n as f64 + 16.0).max(360.0);
     let height = top + plot_h + bottom;
     let highest = intervals
         .iter()
@@ -153,6 +153,70 @@ pub fn stacked(
         );
     }
     s.push_str("</svg>");
+    s
+}
+
+/// Two distributions side by side under each label, `a` in blue and `b` in orange, each
+/// named in the legend.
+pub fn paired(title: &str, labels: &[String], a: (&str, &[f64]), b: (&str, &[f64])) -> String {
+    const REAL: &str = "#f28e2b";
+    let ((a_name, simulated), (b_name, real)) = (a, b);
+    let n = labels.len().max(1);
+    let slot = 64.0;
+    let long = labels.iter().any(|l| l.chars().count() > 8);
+    let (left, top, plot_h) = (if long { 110.0 } else { 48.0 }, 50.0, 200.0);
+    let bottom = if long { 110.0 } else { 40.0 };
+    let width = (left + slot * n as f64 + 16.0).max(360.0);
+    let height = top + plot_h + bottom;
+    let highest = simulated.iter().chain(real).copied().fold(0.0, f64::max);
+    let y_max = ((highest * 1.1 * 10.0).ceil() / 10.0).clamp(0.1, 1.0);
+    let y = |v: f64| top + plot_h * (1.0 - v / y_max);
+    let mut s = open(width, height, title);
+    for (k, (name, colour)) in [(a_name, BAR), (b_name, REAL)].iter().enumerate() {
+        let x = left + 180.0 * k as f64;
+        let name = escape(&shorten(name, 26));
+        let _ = write!(
+            s,
+            r#"<rect x="{x}" y="28" width="12" height="12" fill="{colour}"/><text x="{}" y="38" font-size="12" {FONT}>{name}</text>"#,
+            x + 16.0
+        );
+    }
+    for (i, label) in labels.iter().enumerate() {
+        let x = left + slot * i as f64;
+        for (k, (shares, colour)) in [(simulated, BAR), (real, REAL)].iter().enumerate() {
+            let share = shares.get(i).copied().unwrap_or(0.0);
+            let _ = write!(
+                s,
+                r#"<rect class="bar" x="{:.1}" y="{:.1}" width="22" height="{:.1}" fill="{colour}"><title>{}: {:.1}%</title></rect>"#,
+                x + 10.0 + 22.0 * k as f64,
+                y(share),
+                top + plot_h - y(share),
+                escape(label),
+                share * 100.0
+            );
+        }
+        let (lx, ly) = (x + slot / 2.0, top + plot_h + 16.0);
+        let text = escape(&shorten(label, 24));
+        let turn = if long {
+            format!(r#" text-anchor="end" transform="rotate(-35 {lx:.1} {ly:.1})""#)
+        } else {
+            r#" text-anchor="middle""#.to_string()
+        };
+        let _ = write!(
+            s,
+            r#"<text x="{lx:.1}" y="{ly:.1}"{turn} font-size="11" {FONT}>{text}</text>"#
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{:.1}" text-anchor="end" font-size="11" {FONT}>{:.0}%</text><line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="{INK}"/></svg>"#,
+        left - 6.0,
+        top + 4.0,
+        y_max * 100.0,
+        width - 16.0,
+        top + plot_h,
+        top + plot_h
+    );
     s
 }
 

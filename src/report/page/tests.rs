@@ -96,6 +96,7 @@ fn input<'a>(
             })
             .collect(),
         failed: vec![(9, "the model <failed>".into())],
+        share: &[],
     }
 }
 
@@ -232,4 +233,84 @@ fn the_page_is_escaped_self_contained_and_complete() {
             "{section} missing"
         );
     }
+}
+
+#[test]
+fn compared_with_real_twins_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("people.csv"),
+        "name,said\nAnn,1\nBob,0\nCy,0\nDee,0\n",
+    )
+    .unwrap();
+    let toml = "[persona]\ntemplate = \"You are {{ name }}.\"\n[population]\ncsv = \"people.csv\"\n\
+        [sampling]\nmode = \"exact\"\n[[questions]]\nid = \"q\"\ntype = \"yes_no\"\ntext = \"Do you?\"\n\
+        [compare]\ncsv = \"people.csv\"\n[compare.questions.q]\ncolumn = \"said\"\ncodes = { \"1\" = \"Yes\", \"0\" = \"No\" }\n";
+    std::fs::write(dir.path().join("study.toml"), toml).unwrap();
+    let study = crate::study::load(&dir.path().join("study.toml")).unwrap();
+    let people = study.population().unwrap();
+    let manifest = Manifest::new(&study);
+    // P(Yes) 0.9, 0.8, 0.3, 0.2; the real answers are Yes, No, No, No.
+    let dists: Vec<Vec<Distribution>> = people
+        .iter()
+        .zip([0.9, 0.8, 0.3, 0.2])
+        .map(|(p, yes)| {
+            vec![Distribution {
+                respondent: p.id,
+                question_id: "q".into(),
+                options: vec![("No".into(), 1.0 - yes), ("Yes".into(), yes)],
+                outside: None,
+            }]
+        })
+        .collect();
+    let records = vec![Vec::new(); people.len()];
+    let share = [crate::report::ShareBaseline {
+        question_id: "q".into(),
+        counts: vec![("No".into(), 30.0), ("Yes".into(), 20.0)],
+        shares: vec![("No".into(), 0.6), ("Yes".into(), 0.4)],
+    }];
+    let mut run = input(&study, &manifest, &people, &records, &dists);
+    run.share = &share;
+    let rows = analysis::rows(&run);
+    let lines = super::compare::lines(&run, &rows, study.compare.as_ref().unwrap());
+    // Everyone, then by `said` (names are one per person: no groups).
+    let groups: Vec<&str> = lines.iter().map(|l| l.group.as_str()).collect();
+    assert_eq!(groups, ["all", "said=0", "said=1"]);
+    let all = &lines[0];
+    let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-12;
+    // Simulated No 0.45 / Yes 0.55 against real 0.75 / 0.25 on values 0 and 1.
+    assert!(close(Some(all.model[0]), 0.45) && close(Some(all.human[0]), 0.75));
+    assert!(close(all.wasserstein, 0.3) && close(all.ks, 0.3));
+    assert!(close(all.uniform_wasserstein, 0.25) && close(all.uniform_ks, 0.25));
+    // The share query said 60% No: 0.15 from the real 75%.
+    assert!(close(all.share_wasserstein, 0.15) && close(all.share_ks, 0.15));
+    assert!(close(all.model_mean, 0.55) && close(all.human_mean, 0.25));
+    let (d, lo, hi) = all.difference.unwrap();
+    assert!((d - 0.3).abs() < 1e-12 && lo <= d && d <= hi);
+    // Twins: most probable Yes, Yes, No, No against Yes, No, No, No.
+    let t = all.twins.as_ref().unwrap();
+    assert_eq!(t.n, 4);
+    assert!((t.accuracy - 0.75).abs() < 1e-12);
+    assert!(close(t.kappa, 0.5));
+    // Ann alone said yes: 0.9 against 1.
+    assert!(close(lines[2].wasserstein, 0.1));
+    assert_eq!((lines[2].n_model, lines[2].n_human), (1, 1));
+
+    let mut csv = String::new();
+    super::compare::csv("run", &lines, &mut csv);
+    assert_eq!(csv.lines().count(), 4);
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("run,q,all,4,4,0.55,0.25,0.3,"),
+        "{csv}"
+    );
+    let html = render(&[run]).unwrap();
+    assert!(html.contains("Compared with real respondents"));
+    assert_eq!(
+        html.matches("<svg").count(),
+        1 + 1 + 1,
+        "shares, by said, simulated vs real"
+    );
 }

@@ -7,6 +7,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::{suggest, Checker, Result, DEFAULT_MAX_TOKENS};
+use crate::study::order::Order;
 use crate::study::question::{
     backticked, default_instruction, ChoiceOption, Question, QuestionKind, MAX_EXACT_VALUES,
 };
@@ -46,6 +47,7 @@ impl Checker<'_> {
                 return Err(self.err(q.text.span(), "the question text is empty", None));
             }
             let kind = self.question_kind(&q, span, scales)?;
+            let order = self.order(&q, &kind)?;
             let instruction = q
                 .instruction
                 .map_or_else(|| default_instruction(&kind), Spanned::into_inner);
@@ -56,9 +58,57 @@ impl Checker<'_> {
                 kind,
                 instruction,
                 intro: q.intro.map(Spanned::into_inner),
+                order,
             });
         }
         Ok(questions)
+    }
+
+    /// The order a question's options are presented in: its own `order`, else `[ask] order`
+    /// for the questions it can apply to, else fixed.
+    fn order(&self, q: &QuestionSpec, kind: &QuestionKind) -> Result<Order> {
+        let own = q.order.as_ref().map(|o| (o.span(), *o.get_ref()));
+        let Some((at, order)) = own.clone().or_else(|| self.default_order.clone()) else {
+            return Ok(Order::Fixed);
+        };
+        if order == Order::Fixed {
+            return Ok(order);
+        }
+        let hint = "set order = \"fixed\" on this question";
+        if matches!(
+            kind,
+            QuestionKind::Number { .. } | QuestionKind::Text { .. }
+        ) {
+            // The study-wide order passes over questions without options to order.
+            return match own {
+                Some(_) => Err(self.err(
+                    at,
+                    format!(
+                        "a {} question has no options to order",
+                        q.kind.get_ref().name()
+                    ),
+                    Some("remove `order`"),
+                )),
+                None => Ok(Order::Fixed),
+            };
+        }
+        if self.together {
+            return Err(self.err(
+                at,
+                "`order` applies to questions asked one by one",
+                Some("together mode asks everything in one turn; remove it, or set [ask] mode = \"separate\""),
+            ));
+        }
+        if let Some(instruction) = &q.instruction {
+            return Err(self.err(
+                instruction.span(),
+                "a question with its own instruction keeps its options' order",
+                Some(&format!(
+                    "`order` rewrites the default instruction: remove `instruction`, or {hint}"
+                )),
+            ));
+        }
+        Ok(order)
     }
 
     /// A number question's `bins`: pairs of whole numbers `[lo, hi]`, `lo <= hi`, inside the
