@@ -17,6 +17,8 @@ pub enum Error {
     Inference(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Study(#[from] crate::study::StudyError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     #[error("{0}")]
     Output(String),
     /// A study the model cannot answer: `what` is the question (or the ask mode) at fault.

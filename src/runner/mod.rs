@@ -119,8 +119,7 @@ pub fn run(
     let people = study.population()?;
     let asker = Asker::new(study, model, settings.batch, &people)?;
     let group_size = asker.group_size();
-    let mut report =
-        Report::create(&settings.out_dir, study).map_err(|e| Error::Output(e.to_string()))?;
+    let mut report = Report::create(&settings.out_dir, study)?;
     let mut journal = match &settings.resume {
         // Only whole groups are kept: a group cut short is computed again as a whole, with the
         // neighbours it had in the first run.
@@ -150,9 +149,7 @@ pub fn run(
     manifest.shard = settings.shard;
     manifest.counts.population = people.len();
     manifest.timings.load_seconds += load_seconds;
-    report
-        .write_manifest(&manifest)
-        .map_err(|e| Error::Output(e.to_string()))?;
+    report.write_manifest(&manifest)?;
 
     let per_respondent = answers_per_respondent(study);
     let groups: Vec<&[Person]> = people.chunks(group_size).collect();
@@ -196,9 +193,7 @@ pub fn run(
         for (person, entry) in group.iter().zip(entries) {
             match entry {
                 Entry::Done(records, dists) => {
-                    report
-                        .add_respondent(person, &records, &dists)
-                        .map_err(|e| Error::Output(e.to_string()))?;
+                    report.add_respondent(person, &records, &dists)?;
                     answers += records.len() + dists.len();
                     respondents += 1;
                 }
@@ -221,10 +216,8 @@ pub fn run(
     } else {
         0.0
     };
-    report
-        .write_manifest(&manifest)
-        .map_err(|e| Error::Output(e.to_string()))?;
-    let (summary, charts) = report.finish().map_err(|e| Error::Output(e.to_string()))?;
+    report.write_manifest(&manifest)?;
+    let (summary, charts) = report.finish()?;
     drop(journal);
     if !interrupted {
         let share = asker.share_baseline()?;

@@ -131,5 +131,5 @@ pub fn write_page(runs: &[PageRun], out: &Path) -> Result<()> {
             }
         })
         .collect();
-    page::write(out, &inputs).map_err(|e| Error::Output(e.to_string()))
+    Ok(page::write(out, &inputs)?)
 }

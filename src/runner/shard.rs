@@ -184,7 +184,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
     for dir in dirs {
         entries.extend(Journal::entries(dir)?);
     }
-    let mut report = Report::create(out, &study).map_err(|e| Error::Output(e.to_string()))?;
+    let mut report = Report::create(out, &study)?;
     let mut journal = Journal::create(out)?;
     let (mut respondents, mut failed, mut answers) = (0, 0, 0);
     for p in &people {
@@ -197,9 +197,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
         journal.append(&[(p.id, &entry)])?;
         match entry {
             Entry::Done(records, dists) => {
-                report
-                    .add_respondent(p, &records, &dists)
-                    .map_err(|e| Error::Output(e.to_string()))?;
+                report.add_respondent(p, &records, &dists)?;
                 respondents += 1;
                 answers += records.len() + dists.len();
             }
@@ -223,14 +221,14 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
     } else {
         0.0
     };
-    write_manifest(out, &manifest).map_err(|e| Error::Output(e.to_string()))?;
+    write_manifest(out, &manifest)?;
     // Every shard asked the same share baseline; the first one's stands for all.
     let share = dirs[0].join(crate::report::SHARE_FILE);
     if share.exists() {
         std::fs::copy(&share, out.join(crate::report::SHARE_FILE))
             .map_err(|e| Error::Output(format!("cannot copy `{}`: {e}", share.display())))?;
     }
-    let (summary, _) = report.finish().map_err(|e| Error::Output(e.to_string()))?;
+    let (summary, _) = report.finish()?;
     drop(journal);
     super::page::write_page(
         &[super::page::PageRun {
