@@ -27,20 +27,31 @@ impl Asker<'_> {
     ) -> Result<Vec<(Vec<Record>, Vec<Distribution>)>> {
         let llama = &self.model.llama;
         let questions = &self.study.questions;
-        let mut prompts = Vec::with_capacity(people.len() * questions.len());
+        // A prompt per (respondent, slot): a slot is a question, or one of the orders of a
+        // question asked in all of them.
+        let slots = self.study.question_slots();
+        let mut prompts = Vec::with_capacity(people.len() * slots.len());
         for (person, opening) in people.iter().zip(&openings) {
-            for qi in 0..questions.len() {
+            for (qi, shown) in &slots {
                 let mut m = opening.clone();
-                m.push(Message::user(self.study.question_prompt(person, qi)));
+                let prompt = match shown {
+                    Some(shown) => questions[*qi].prompt_shown(shown),
+                    None => self.study.question_prompt(person, *qi),
+                };
+                m.push(Message::user(prompt));
                 prompts.push(self.ids(&m)?);
             }
         }
+        // Per (respondent, question) asked in all orders: the summed probabilities so far.
+        let orders = |qi: usize| slots.iter().filter(|(q, _)| *q == qi).count();
+        let mut summed: std::collections::HashMap<(usize, usize), (Scored, usize)> =
+            Default::default();
         let shared = common_prefix(&prompts).min(self.split);
         let mut base = llama.new_cache(1, shared)?;
         if shared > 0 {
             prefill(llama, &mut base, &prompts[0][..shared]).map_err(engine)?;
         }
-        let nq = questions.len();
+        let nq = slots.len();
         // Second level: each respondent's own prefix (persona, opening), once for all of its
         // questions, the respondents of the group side by side.
         let own: Vec<usize> = (0..people.len())
@@ -67,7 +78,7 @@ impl Asker<'_> {
             let mut number_jobs = Vec::new();
             let mut open_jobs = Vec::new();
             for (local, &row) in chunk.iter().enumerate() {
-                let (pi, qi) = (row / nq, row % nq);
+                let (pi, qi) = (row / nq, slots[row % nq].0);
                 let (person, q) = (&people[pi], &questions[qi]);
                 let samples = 1..=self.study.sampling.samples;
                 match (&self.formats[qi], self.exact()) {
@@ -81,7 +92,12 @@ impl Asker<'_> {
                         };
                         let (records, dists) = &mut out[pi];
                         let probs = binned(q, probabilities(&d));
-                        self.exact_answer(person, qi, q, probs, records, dists);
+                        let n = orders(qi);
+                        if n == 1 {
+                            self.exact_answer(person, qi, q, probs, records, dists);
+                        } else if let Some(mean) = add_order(&mut summed, (pi, qi), probs, n) {
+                            self.exact_answer(person, qi, q, mean, records, dists);
+                        }
                     }
                     (Format::Number(n), true) => {
                         let row = cache.rows(&[local])?;
@@ -94,7 +110,7 @@ impl Asker<'_> {
                     (Format::Open, _) => open_jobs.extend(samples.map(|s| (local, s))),
                 }
             }
-            let who = |local: usize| (chunk[local] / nq, chunk[local] % nq);
+            let who = |local: usize| (chunk[local] / nq, slots[chunk[local] % nq].0);
             let options = |qi: usize| match &self.formats[qi] {
                 Format::Options(o) => o,
                 _ => unreachable!("a job of listed options"),
@@ -207,4 +223,40 @@ impl Asker<'_> {
         }
         Ok(out)
     }
+}
+
+/// Adds one order's probabilities to the sum for `key`; once all `n` orders are in, their mean.
+fn add_order(
+    summed: &mut std::collections::HashMap<(usize, usize), (Scored, usize)>,
+    key: (usize, usize),
+    scored: Scored,
+    n: usize,
+) -> Option<Scored> {
+    let (sum, count) = summed.entry(key).or_insert_with(|| {
+        let zero = scored.probs.iter().map(|(o, _)| (o.clone(), 0.0)).collect();
+        (
+            Scored {
+                probs: zero,
+                outside: 0.0,
+            },
+            0,
+        )
+    });
+    for (total, (_, p)) in sum.probs.iter_mut().zip(&scored.probs) {
+        total.1 += p;
+    }
+    sum.outside += scored.outside;
+    *count += 1;
+    if *count < n {
+        return None;
+    }
+    let (sum, _) = summed.remove(&key).expect("just summed");
+    Some(Scored {
+        probs: sum
+            .probs
+            .into_iter()
+            .map(|(o, p)| (o, p / n as f64))
+            .collect(),
+        outside: sum.outside / n as f64,
+    })
 }

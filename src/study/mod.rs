@@ -240,8 +240,35 @@ impl Study {
     /// Question `qi` as `person` is asked it on its own: its options in the question's order,
     /// which for `random` is drawn per respondent and question from the study seed.
     pub fn question_prompt(&self, person: &Person, qi: usize) -> String {
-        let index = ((person.id as u64) << 32) ^ qi as u64;
-        self.questions[qi].prompt_for(derive_seed(self.seed, "order", index))
+        self.questions[qi].prompt_for(self.order_seed(person, qi))
+    }
+
+    /// The option indices (into [`Question::options`]) in the order `person` is shown
+    /// question `qi` by [`Self::question_prompt`].
+    pub fn shown_order(&self, person: &Person, qi: usize) -> Vec<usize> {
+        let q = &self.questions[qi];
+        order::presented(q.order, &q.kind, self.order_seed(person, qi))
+    }
+
+    fn order_seed(&self, person: &Person, qi: usize) -> u64 {
+        derive_seed(self.seed, "order", ((person.id as u64) << 32) ^ qi as u64)
+    }
+
+    /// How each question is put in separate mode: one slot per question, asked as
+    /// [`Self::question_prompt`] gives it (`None`), except that a question whose order is `all`
+    /// has one slot per order it is asked in (`Some(order)`, see [`order::all_orders`]).
+    pub fn question_slots(&self) -> Vec<(usize, Option<Vec<usize>>)> {
+        self.questions
+            .iter()
+            .enumerate()
+            .flat_map(|(qi, q)| match q.order {
+                Order::All => order::all_orders(&q.kind)
+                    .into_iter()
+                    .map(|o| (qi, Some(o)))
+                    .collect(),
+                _ => vec![(qi, None)],
+            })
+            .collect()
     }
 
     /// The seed for one (respondent, sample) pair. Derived from the study seed alone,

@@ -22,6 +22,53 @@ pub enum Order {
     Reversed,
     /// Per respondent, seeded: a shuffle of a choice's options, a direction for a scale.
     Random,
+    /// Exact mode: every respondent is asked in each order of [`all_orders`], and the option
+    /// probabilities are averaged over them.
+    All,
+}
+
+/// Choices with at most this many options are asked in every permutation under `all`; longer
+/// ones in a balanced design (see [`all_orders`]).
+const MAX_PERMUTED: usize = 4;
+
+/// The orders `all` asks in: both directions of a scale or yes/no; every permutation of a
+/// choice of up to four options (24 orders); for longer choices the cyclic shifts and their
+/// reverses (2k orders), in which every option stands in every position equally often.
+pub fn all_orders(kind: &QuestionKind) -> Vec<Vec<usize>> {
+    let identity = presented(Order::Fixed, kind, 0);
+    let k = identity.len();
+    match kind {
+        QuestionKind::Choice { .. } if k <= MAX_PERMUTED => {
+            let mut out = Vec::new();
+            permutations(&mut identity.clone(), 0, &mut out);
+            out
+        }
+        QuestionKind::Choice { .. } => (0..k)
+            .flat_map(|shift| {
+                let cyclic: Vec<usize> = (0..k).map(|i| (i + shift) % k).collect();
+                let reversed: Vec<usize> = cyclic.iter().rev().copied().collect();
+                [cyclic, reversed]
+            })
+            .collect(),
+        _ => {
+            let reversed = identity.iter().rev().copied().collect();
+            vec![identity, reversed]
+        }
+    }
+}
+
+/// Every permutation of `items[at..]` after the fixed `items[..at]`, in lexicographic order of
+/// the swaps (the identity first).
+fn permutations(items: &mut Vec<usize>, at: usize, out: &mut Vec<Vec<usize>>) {
+    if at + 1 >= items.len() {
+        out.push(items.clone());
+        return;
+    }
+    for i in at..items.len() {
+        items.swap(at, i);
+        permutations(items, at + 1, out);
+        items.swap(at, i);
+    }
 }
 
 /// The option indices (into [`super::Question::options`]'s order) as presented, for
@@ -37,7 +84,7 @@ pub fn presented(order: Order, kind: &QuestionKind, seed: u64) -> Vec<usize> {
     let mut shown: Vec<usize> = (0..n).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     match (order, kind) {
-        (Order::Fixed, _) => {}
+        (Order::Fixed | Order::All, _) => {}
         (Order::Reversed, _) => shown.reverse(),
         (Order::Random, QuestionKind::Choice { .. }) => shown.shuffle(&mut rng),
         (Order::Random, _) => {
@@ -134,6 +181,32 @@ mod tests {
     }
 
     #[test]
+    fn all_orders_are_balanced() {
+        let abc = choice(&["A", "B", "C"]);
+        let orders = all_orders(&abc);
+        assert_eq!(orders.len(), 6);
+        assert_eq!(orders[0], [0, 1, 2]);
+        let six = choice(&["A", "B", "C", "D", "E", "F"]);
+        for orders in [all_orders(&abc), all_orders(&six)] {
+            // Every option stands in every position equally often.
+            let k = orders[0].len();
+            for position in 0..k {
+                let mut seen = vec![0; k];
+                for o in &orders {
+                    seen[o[position]] += 1;
+                }
+                assert!(seen.iter().all(|&n| n == seen[0]), "{orders:?}");
+            }
+        }
+        assert_eq!(all_orders(&six).len(), 12);
+        let yes_no = QuestionKind::YesNo {
+            yes: "Yes".into(),
+            no: "No".into(),
+        };
+        assert_eq!(all_orders(&yes_no), [vec![0, 1], vec![1, 0]]);
+    }
+
+    #[test]
     fn orders_list_the_options_as_asked() {
         let abc = choice(&["A", "B", "C", "D"]);
         assert_eq!(default_instruction(&abc), "Answer with A, B, C or D.");
@@ -208,6 +281,21 @@ mod tests {
         assert_eq!(
             parsed.questions[0].prompt_for(3),
             "Which?\nAnswer with b or a."
+        );
+        // `all` averages exact distributions, one order at a time.
+        let all = format!("[ask]\norder = \"all\"\n{STUDY}");
+        assert!(
+            error(&all).contains("order = \"all\" averages exact distributions over the orders")
+        );
+        let history = format!(
+            "[ask]\nkeep_history = true\norder = \"all\"\n[sampling]\nmode = \"exact\"\n{STUDY}"
+        );
+        assert!(error(&history).contains("which a conversation with history cannot"));
+        let exact = format!("[ask]\norder = \"all\"\n[sampling]\nmode = \"exact\"\n{STUDY}");
+        let parsed = crate::study::parse(&exact, std::path::Path::new("study.toml")).unwrap();
+        assert_eq!(
+            parsed.question_slots(),
+            [(0, Some(vec![0, 1])), (0, Some(vec![1, 0]))]
         );
     }
 }

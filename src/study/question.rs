@@ -80,12 +80,14 @@ impl Question {
     pub fn prompt_for(&self, seed: u64) -> String {
         match self.order {
             Order::Fixed => self.prompt(),
-            order => {
-                let shown = super::order::presented(order, &self.kind, seed);
-                let instruction = super::order::instruction_in(&self.kind, &shown);
-                format!("{}\n{instruction}", self.text)
-            }
+            order => self.prompt_shown(&super::order::presented(order, &self.kind, seed)),
         }
+    }
+
+    /// The user turn with the options in the order `shown` (indices into [`Self::options`]).
+    pub fn prompt_shown(&self, shown: &[usize]) -> String {
+        let instruction = super::order::instruction_in(&self.kind, shown);
+        format!("{}\n{instruction}", self.text)
     }
 
     /// The user turn when this question is asked on its own: text, then instruction.

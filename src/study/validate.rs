@@ -49,6 +49,9 @@ pub(super) fn study(text: &str, path: &Path) -> Result<Study> {
         together: ask
             .and_then(|a| a.mode.as_ref())
             .is_some_and(|m| *m.get_ref() == AskModeSpec::Together),
+        history: ask
+            .and_then(|a| a.keep_history.as_ref())
+            .is_some_and(|k| *k.get_ref()),
         default_order: ask
             .and_then(|a| a.order.as_ref())
             .map(|o| (o.span(), *o.get_ref())),
@@ -115,6 +118,8 @@ struct Checker<'a> {
     exact: bool,
     /// The study asks all questions in one turn (`[ask] mode = "together"`).
     together: bool,
+    /// The study keeps each respondent's earlier questions in the conversation.
+    history: bool,
     /// `[ask] order`, where it is given.
     default_order: Option<(Range<usize>, Order)>,
 }

@@ -230,6 +230,63 @@ fn options_in_random_order_are_asked_as_drawn_per_respondent() {
     exact_equals_alone("\n[ask]\norder = \"random\"\n");
 }
 
+/// Options asked in every order (`all`): each respondent's distribution is the mean of the
+/// distributions of every order, each scored alone.
+#[test]
+fn options_in_all_orders_average_the_orders_scored_alone() {
+    let model = model();
+    let dir = tempfile::tempdir().unwrap();
+    let s = study(
+        dir.path(),
+        "\n[ask]\norder = \"all\"\n[sampling]\nmode = \"exact\"\n",
+    );
+    let slots = s.question_slots();
+    // trust (a scale) and vote (yes/no) both ways, stance's two options both ways, books once.
+    assert_eq!(slots.len(), 2 + 2 + 2 + 1);
+    run_into(&model, &s, dir.path().join("a"), 64);
+    let rows = csv_rows(&dir.path().join("a/distributions.csv"));
+    let template = model_template(&model).unwrap();
+    for person in &s.population().unwrap() {
+        for (qi, q) in s.questions.iter().enumerate().take(3) {
+            let options = q.options().unwrap();
+            let toks = reply_options(&model.tokenizer, &options).unwrap();
+            let mut mean = vec![0.0; options.len()];
+            let shown: Vec<&Vec<usize>> = slots
+                .iter()
+                .filter(|(i, _)| *i == qi)
+                .filter_map(|(_, o)| o.as_ref())
+                .collect();
+            assert_eq!(shown.len(), 2);
+            for order in &shown {
+                let mut messages: Vec<Message> = s.opening(person);
+                messages.push(Message::user(q.prompt_shown(order)));
+                let ids = render_ids(&model, &template, &messages, true).unwrap();
+                let alone = score(&model.llama, &ids, &toks).unwrap();
+                for (m, o) in mean.iter_mut().zip(&alone.options) {
+                    *m += o.probability / shown.len() as f64;
+                }
+            }
+            for (option, m) in options.iter().zip(&mean) {
+                let row = rows
+                    .iter()
+                    .find(|r| {
+                        r[0] == person.id.to_string()
+                            && &r[1] == q.id.as_str()
+                            && &r[2] == option.as_str()
+                    })
+                    .unwrap();
+                let batched: f64 = row[3].parse().unwrap();
+                assert!(
+                    (batched - m).abs() < 1e-4,
+                    "{} {} {option}: {batched} vs {m}",
+                    person.id,
+                    q.id
+                );
+            }
+        }
+    }
+}
+
 fn exact_equals_alone(extra: &str) {
     let model = model();
     let dir = tempfile::tempdir().unwrap();

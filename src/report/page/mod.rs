@@ -173,6 +173,7 @@ fn run_section(h: &mut String, run: &RunInput, compared: &mut String) -> Result<
         let _ = write!(h, "<p>{}</p></section>", escape(&facts.join("; ")));
     }
 
+    order::positions(h, run, &rows);
     breakdowns(h, run, &rows);
     constructs(h, run, &rows)?;
     if let Some(real) = &study.compare {

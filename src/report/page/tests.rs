@@ -314,3 +314,40 @@ fn compared_with_real_twins_by_hand() {
         "shares, by said, simulated vs real"
     );
 }
+
+#[test]
+fn random_orders_are_tallied_by_the_position_shown() {
+    let text = STUDY.replace(
+        "[[questions]]\nid = \"a\"",
+        "[[questions]]\nid = \"c\"\ntype = \"choice\"\noptions = [\"A\", \"B\", \"C\"]\norder = \"random\"\ntext = \"Pick.\"\n[[questions]]\nid = \"a\"",
+    );
+    let study = parse(
+        &format!("{text}[sampling]\nmode = \"sample\"\n"),
+        Path::new("study.toml"),
+    )
+    .unwrap();
+    let people = study.population().unwrap();
+    let manifest = Manifest::new(&study);
+    // Everyone answers A, wherever it was shown.
+    let records: Vec<Vec<Record>> = people
+        .iter()
+        .map(|p| vec![record(p.id, 1, "c", "A")])
+        .collect();
+    let dists = vec![Vec::new(); people.len()];
+    let run = input(&study, &manifest, &people, &records, &dists);
+    let rows = analysis::rows(&run);
+    let mut first = 0;
+    for p in &people {
+        let shown = study.shown_order(p, 0);
+        let mut sorted = shown.clone();
+        sorted.sort();
+        assert_eq!(sorted, [0, 1, 2]);
+        first += usize::from(shown[0] == 0);
+    }
+    let mut h = String::new();
+    super::order::positions(&mut h, &run, &rows);
+    assert!(h.contains("c: answers by the position shown"));
+    // The first bar's share is how often A stood first.
+    let expected = format!("shown 1: {:.1}%", 100.0 * first as f64 / 8.0);
+    assert!(h.contains(&expected), "{expected} not in {h}");
+}

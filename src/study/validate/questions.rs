@@ -99,6 +99,22 @@ impl Checker<'_> {
                 Some("together mode asks everything in one turn; remove it, or set [ask] mode = \"separate\""),
             ));
         }
+        if order == Order::All && !self.exact {
+            return Err(self.err(
+                at,
+                "order = \"all\" averages exact distributions over the orders",
+                Some(
+                    "set [sampling] mode = \"exact\", or present the options in a \"random\" order",
+                ),
+            ));
+        }
+        if order == Order::All && self.history {
+            return Err(self.err(
+                at,
+                "order = \"all\" asks each order on its own, which a conversation with history cannot",
+                Some("remove keep_history, or present the options in a \"random\" order"),
+            ));
+        }
         if let Some(instruction) = &q.instruction {
             return Err(self.err(
                 instruction.span(),
