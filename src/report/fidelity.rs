@@ -22,8 +22,16 @@ fn normalized(p: &[f64]) -> Option<Vec<f64>> {
 /// opposite ends. `None` without mass on either side or with a support of one value.
 pub fn wasserstein(support: &[f64], p: &[f64], q: &[f64]) -> Option<f64> {
     let (p, q) = (normalized(p)?, normalized(q)?);
+    if p.len() != support.len() || q.len() != support.len() {
+        return None;
+    }
+    // Options listed out of the order of their values (a choice coded 9, 1, 5) are sorted.
+    let mut at: Vec<usize> = (0..support.len()).collect();
+    at.sort_by(|&a, &b| support[a].total_cmp(&support[b]));
+    let support: Vec<f64> = at.iter().map(|&i| support[i]).collect();
+    let (p, q): (Vec<f64>, Vec<f64>) = at.iter().map(|&i| (p[i], q[i])).unzip();
     let span = support.last()? - support.first()?;
-    if span <= 0.0 || p.len() != support.len() || q.len() != support.len() {
+    if span <= 0.0 {
         return None;
     }
     let (mut cp, mut cq, mut w) = (0.0, 0.0, 0.0);
@@ -221,6 +229,11 @@ mod tests {
             Some(0.55)
         );
         assert_eq!(wasserstein(&support, &[0.0; 5], &a), None);
+        // Values listed out of order measure as sorted ones.
+        assert_eq!(
+            wasserstein(&[10.0, 0.0, 1.0], &[0.0, 2.0, 0.0], &[1.0, 0.0, 1.0]),
+            Some(0.55)
+        );
     }
 
     #[test]

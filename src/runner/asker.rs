@@ -155,7 +155,7 @@ impl<'a> Asker<'a> {
         match self.study.ask {
             AskMode::Separate {
                 keep_history: false,
-            } => (PROMPT_ROWS / self.study.questions.len().max(1)).max(1),
+            } => (PROMPT_ROWS / self.study.question_slots().len().max(1)).max(1),
             _ => 1,
         }
     }

@@ -80,6 +80,20 @@ pub struct RunOutcome {
 
 /// Checks what the study asks of the engine before any model is loaded.
 pub fn check(study: &Study) -> Result<()> {
+    // `--mode sample` can override a study written for exact mode.
+    if study.sampling.mode != Mode::Exact {
+        if let Some(q) = study
+            .questions
+            .iter()
+            .find(|q| q.order == crate::study::Order::All)
+        {
+            return Err(Error::Output(format!(
+                "{}: question `{}`: order = \"all\" averages exact distributions, and this run samples; hint: run it in exact mode (leave out --mode sample), or present the options in a \"random\" order",
+                study.path.display(),
+                q.id
+            )));
+        }
+    }
     if matches!(study.ask, AskMode::Together { .. }) {
         if let Some(q) = study.questions.iter().find(|q| !q.is_closed()) {
             return Err(Error::Output(format!(

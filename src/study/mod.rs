@@ -262,7 +262,7 @@ impl Study {
             .iter()
             .enumerate()
             .flat_map(|(qi, q)| match q.order {
-                Order::All => order::all_orders(&q.kind)
+                Order::All if self.sampling.mode == Mode::Exact => order::all_orders(&q.kind)
                     .into_iter()
                     .map(|o| (qi, Some(o)))
                     .collect(),

@@ -82,6 +82,10 @@ pub fn presented(order: Order, kind: &QuestionKind, seed: u64) -> Vec<usize> {
         QuestionKind::Number { .. } | QuestionKind::Text { .. } => 0,
     };
     let mut shown: Vec<usize> = (0..n).collect();
+    // The default yes/no wording asks "Yes or No": Yes (option 1) stands first.
+    if matches!(kind, QuestionKind::YesNo { yes, no } if yes == "Yes" && no == "No") {
+        shown.reverse();
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     match (order, kind) {
         (Order::Fixed | Order::All, _) => {}
@@ -104,7 +108,10 @@ pub fn default_instruction(kind: &QuestionKind) -> String {
 
 /// The default instruction with the options in the order `shown` ([`presented`]).
 pub fn instruction_in(kind: &QuestionKind, shown: &[usize]) -> String {
+    // A scale runs up unless its first number shown is not its lowest; yes/no lists Yes
+    // (option 1) first or second.
     let reversed = shown.first().is_some_and(|&i| i > 0) && shown.len() > 1;
+    let yes_first = shown.first() == Some(&1);
     match kind {
         QuestionKind::Scale {
             min,
@@ -137,14 +144,14 @@ pub fn instruction_in(kind: &QuestionKind, shown: &[usize]) -> String {
             format!("Answer with {}.", or_list(&names))
         }
         QuestionKind::YesNo { yes, no } if yes == "Yes" && no == "No" => {
-            if reversed {
-                "Answer No or Yes.".into()
-            } else {
+            if yes_first {
                 "Answer Yes or No.".into()
+            } else {
+                "Answer No or Yes.".into()
             }
         }
         QuestionKind::YesNo { yes, no } => {
-            if reversed {
+            if yes_first {
                 format!("Answer {yes} for Yes or {no} for No.")
             } else {
                 format!("Answer {no} for No or {yes} for Yes.")
@@ -203,7 +210,15 @@ mod tests {
             yes: "Yes".into(),
             no: "No".into(),
         };
-        assert_eq!(all_orders(&yes_no), [vec![0, 1], vec![1, 0]]);
+        // Yes first as the default wording asks, then No first.
+        assert_eq!(all_orders(&yes_no), [vec![1, 0], vec![0, 1]]);
+        assert_eq!(instruction_in(&yes_no, &[1, 0]), "Answer Yes or No.");
+        let coded = QuestionKind::YesNo {
+            yes: "1".into(),
+            no: "0".into(),
+        };
+        assert_eq!(default_instruction(&coded), "Answer 0 for No or 1 for Yes.");
+        assert_eq!(presented(Order::Fixed, &coded, 0), [0, 1]);
     }
 
     #[test]
@@ -296,6 +311,16 @@ mod tests {
         assert_eq!(
             parsed.question_slots(),
             [(0, Some(vec![0, 1])), (0, Some(vec![1, 0]))]
+        );
+        // `--mode sample` overriding such a study is refused before a model loads, and its
+        // questions are asked once each.
+        let mut sampled = parsed;
+        sampled.sampling.mode = crate::study::Mode::Sample;
+        assert_eq!(sampled.question_slots(), [(0, None)]);
+        let refused = crate::runner::check(&sampled).unwrap_err().to_string();
+        assert!(
+            refused.contains("order = \"all\" averages exact distributions, and this run samples"),
+            "{refused}"
         );
     }
 }

@@ -102,13 +102,12 @@ pub struct Shares {
 /// The labels a closed question's answers fall in: its options, or the bins of an exact
 /// number question's distributions; `None` for free text and for sampled wide numbers.
 pub fn labels(q: &Question, cells: &[Cell]) -> Option<Vec<String>> {
-    if let Some(options) = q.options() {
-        return Some(options);
-    }
-    cells.iter().find_map(|c| match c {
+    // An exact distribution carries its own labels: the options, or a number's bins.
+    let exact = cells.iter().find_map(|c| match c {
         Cell::Exact(d) => Some(d.options.iter().map(|(o, _)| o.clone()).collect()),
         Cell::Said(_) => None,
-    })
+    });
+    exact.or_else(|| q.options())
 }
 
 /// The values distances between distributions over `labels` are measured on: the options'

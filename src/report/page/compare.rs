@@ -63,13 +63,17 @@ pub fn lines(run: &RunInput, rows: &[Row], compare: &Compare) -> Vec<Line> {
             // Twins: the real rows of the group's people; otherwise every real row.
             let humans: Vec<usize> = if compare.twins {
                 let mut ids: Vec<usize> = members.iter().map(|&i| rows[i].person.id - 1).collect();
+                // A person's samples are rows of their own: each real twin counts once.
+                ids.sort_unstable();
                 ids.dedup();
                 ids.into_iter().filter(|&i| i < real.len()).collect()
             } else {
                 (0..real.len()).collect()
             };
             let seed = derive_seed(study.seed, "compare", (qi * 1000 + g) as u64);
-            let mut l = line(q, group, &labels, &cells, real, &humans, seed);
+            let codes: Vec<&str> = humans.iter().filter_map(|&i| real[i].as_deref()).collect();
+            let values = person_values(q, qi, rows, members);
+            let mut l = line(q, group, &labels, &cells, &values, &codes, seed);
             l.twins = twins_of(compare, rows, members, qi, &labels, real);
             if let Some(share) = run.share.iter().find(|s| s.question_id == q.id) {
                 let p: Vec<f64> = labels
@@ -126,32 +130,48 @@ fn twins_of(
     agreement(&pairs, labels.len())
 }
 
+/// Each simulated respondent's value for question `qi` among the `members` rows: the mean of
+/// their samples, so that the bootstrap resamples people, not samples.
+fn person_values(q: &Question, qi: usize, rows: &[Row], members: &[usize]) -> Vec<f64> {
+    let mut out: Vec<(usize, f64, usize)> = Vec::new();
+    for &i in members {
+        let Some(x) = rows[i].cells[qi].and_then(|c| analysis::value(q, c)) else {
+            continue;
+        };
+        match out.last_mut() {
+            Some((person, sum, n)) if *person == rows[i].person.id => {
+                *sum += x;
+                *n += 1;
+            }
+            _ => out.push((rows[i].person.id, x, 1)),
+        }
+    }
+    out.into_iter().map(|(_, sum, n)| sum / n as f64).collect()
+}
+
+/// One line from the simulated `cells` (and each simulated person's value) and the real
+/// answers' `codes` of the group.
 fn line(
     q: &Question,
     group: &str,
     labels: &[String],
     cells: &[Cell],
-    real: &[Option<String>],
-    humans: &[usize],
+    model_values: &[f64],
+    codes: &[&str],
     seed: u64,
 ) -> Line {
     let model = analysis::shares(q, labels, cells);
     let mut human = vec![0.0; labels.len()];
     let mut human_values = Vec::new();
     let mut n_human = 0;
-    for &i in humans {
-        if let Some(code) = &real[i] {
-            if let Some(at) = labels.iter().position(|l| l == code) {
-                human[at] += 1.0;
-                n_human += 1;
-                human_values.extend(q.numeric_value(code));
-            }
+    for code in codes {
+        if let Some(at) = labels.iter().position(|l| l == code) {
+            human[at] += 1.0;
+            n_human += 1;
+            human_values.extend(q.numeric_value(code));
         }
     }
-    let model_values: Vec<f64> = cells
-        .iter()
-        .filter_map(|&c| analysis::value(q, c))
-        .collect();
+    let numeric = labels.iter().all(|l| q.numeric_value(l).is_some());
     let support = analysis::support(q, labels);
     let uniform = vec![1.0; labels.len()];
     let human_shares: Vec<f64> = human.iter().map(|c| c / n_human.max(1) as f64).collect();
@@ -163,14 +183,15 @@ fn line(
         ks: ks(&model.share, &human),
         uniform_wasserstein: wasserstein(&support, &uniform, &human),
         uniform_ks: ks(&uniform, &human),
-        uniform_mean: mean(&support),
+        // Positions stand in for values in the distances, but a mean of positions says nothing.
+        uniform_mean: mean(&support).filter(|_| numeric),
         model: model.share,
         human: human_shares,
         n_model: model.n,
         n_human,
-        model_mean: mean(&model_values),
+        model_mean: mean(model_values),
         human_mean: mean(&human_values),
-        difference: mean_difference(&model_values, &human_values, seed, REPS),
+        difference: mean_difference(model_values, &human_values, seed, REPS),
         share_wasserstein: None,
         share_ks: None,
         twins: None,
@@ -222,7 +243,7 @@ pub fn csv(run: &str, lines: &[Line], out: &mut String) {
 }
 
 fn csv_cell(text: &str) -> String {
-    if text.contains([',', '"', '\n']) {
+    if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_string()
@@ -233,7 +254,7 @@ fn csv_cell(text: &str) -> String {
 pub fn section(h: &mut String, run: &RunInput, rows: &[Row], compare: &Compare, lines: &[Line]) {
     let _ = write!(
         h,
-        r#"<h3 id="compare">Compared with real respondents</h3><p class="note">{} real respondents from {}{}. Wasserstein: the distance between the two distributions over the options' values, divided by the scale's span (representativeness is 1 minus it, as OpinionQA reports); KS: the largest gap between their cumulative shares; difference: simulated minus real mean, 95% bootstrap interval. The uniform columns score a model that answers every option alike, and the share-query columns (with baseline = \"share\") the model's own answer, without personas, to how many of 100 people would give each option: the baselines to beat.</p>"#,
+        r#"<h3>Compared with real respondents</h3><p class="note">{} real respondents from {}{}. Wasserstein: the distance between the two distributions over the options' values, divided by the scale's span (representativeness is 1 minus it, as OpinionQA reports); KS: the largest gap between their cumulative shares; difference: simulated minus real mean, 95% bootstrap interval. The uniform columns score a model that answers every option alike, and the share-query columns (with baseline = \"share\") the model's own answer, without personas, to how many of 100 people would give each option: the baselines to beat.</p>"#,
         compare.rows.len(),
         escape(&compare.path.display().to_string()),
         if compare.twins {

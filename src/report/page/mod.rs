@@ -49,8 +49,15 @@ pub struct RunInput<'a> {
 pub fn write(path: &Path, runs: &[RunInput]) -> Result<(), ReportError> {
     let (html, compared) = build(runs)?;
     write_whole(path, &html)?;
+    let table = path.with_file_name(COMPARE_FILE);
     if !compared.is_empty() {
-        write_whole(&path.with_file_name(COMPARE_FILE), &compared)?;
+        write_whole(&table, &compared)?;
+    } else if table.exists() {
+        // An earlier page's table would describe runs this page does not hold.
+        std::fs::remove_file(&table).map_err(|source| ReportError::Io {
+            path: table.clone(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -97,8 +104,8 @@ fn build(runs: &[RunInput]) -> Result<(String, String), ReportError> {
         escape(&title)
     );
     let mut compared = String::new();
-    for run in runs {
-        run_section(&mut h, run, &mut compared)?;
+    for (k, run) in runs.iter().enumerate() {
+        run_section(&mut h, run, k, &mut compared)?;
     }
     order::effects(&mut h, runs);
     h.push_str("</body></html>\n");
@@ -113,7 +120,13 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 td.num{text-align:right}figure{margin:1em 0}figcaption{font-size:90%;color:#555}\
 section.question{border-top:1px solid #ddd;margin-top:1em}.note{color:#555;font-size:90%}.wide{overflow-x:auto}";
 
-fn run_section(h: &mut String, run: &RunInput, compared: &mut String) -> Result<(), ReportError> {
+/// Run `k`'s part of the page; its anchors start `run{k}-`, unique on a page of several runs.
+fn run_section(
+    h: &mut String,
+    run: &RunInput,
+    k: usize,
+    compared: &mut String,
+) -> Result<(), ReportError> {
     let study = run.study;
     let rows = analysis::rows(run);
     let _ = write!(h, r#"<section class="run"><h2>{}</h2>"#, escape(&run.name));
@@ -126,13 +139,16 @@ fn run_section(h: &mut String, run: &RunInput, compared: &mut String) -> Result<
         let cells: Vec<Cell> = rows.iter().filter_map(|r| r.cells[qi]).collect();
         let _ = write!(
             h,
-            r#"<section class="question" id="q-{}"><h4>{}</h4><p>{}</p>"#,
+            r#"<section class="question" id="run{k}-q-{}"><h4>{}</h4><p>{}</p>"#,
             escape(&q.id),
             escape(&q.id),
             escape(&q.text)
         );
         if matches!(q.kind, QuestionKind::Text { .. }) {
-            h.push_str(r##"<p class="note">Free text: see <a href="#free-text">the answers</a>.</p></section>"##);
+            let _ = write!(
+                h,
+                r##"<p class="note">Free text: see <a href="#run{k}-free-text">the answers</a>.</p></section>"##
+            );
             continue;
         }
         let labels = analysis::labels(q, &cells).unwrap_or_else(|| value_labels(q, &cells));
@@ -181,7 +197,7 @@ fn run_section(h: &mut String, run: &RunInput, compared: &mut String) -> Result<
         compare::section(h, run, &rows, real, &lines);
         compare::csv(&run.name, &lines, compared);
     }
-    free_text(h, run);
+    free_text(h, run, k);
     if !run.failed.is_empty() {
         h.push_str("<h3>Failed respondents</h3><table><tr><th>respondent</th><th>why</th></tr>");
         for (id, why) in &run.failed {
@@ -486,13 +502,13 @@ fn heat(r: f64) -> String {
 }
 
 /// Every free-text answer, per question, with the respondent's attributes.
-fn free_text(h: &mut String, run: &RunInput) {
+fn free_text(h: &mut String, run: &RunInput, k: usize) {
     let study = run.study;
     let open: Vec<_> = study.questions.iter().filter(|q| !q.is_closed()).collect();
     if open.is_empty() {
         return;
     }
-    h.push_str(r#"<h3 id="free-text">Free-text answers</h3>"#);
+    let _ = write!(h, r#"<h3 id="run{k}-free-text">Free-text answers</h3>"#);
     let attributes = study.attribute_names();
     for q in open {
         let _ = write!(

@@ -39,6 +39,17 @@ impl Checker<'_> {
             else {
                 continue;
             };
+            if matches!(&q.kind, crate::study::QuestionKind::Number { bins, .. } if !bins.is_empty())
+            {
+                return Err(self.err(
+                    key.span(),
+                    format!(
+                        "question `{}` is answered in bins, which real answers are not",
+                        q.id
+                    ),
+                    Some("compare the question without `bins`"),
+                ));
+            }
             let Some(options) = q.options() else {
                 return Err(self.err(
                     key.span(),
