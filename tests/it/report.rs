@@ -1,7 +1,8 @@
 //! The HTML report in a real browser: runs of the eight-respondent study on the test model, in
 //! sample and exact mode, their `report.html` and a page of both, opened by headless Chromium
 //! (the system's package; `scripts/test` installs it where it can). The browser lays the page
-//! out and a script reports what it drew: every chart present, with a size and with bars.
+//! out and a script reports what it drew: every chart present, with a size and with bars; and
+//! the page as written logs nothing to the console (no script error, no blocked fetch).
 
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -75,7 +76,56 @@ document.body.setAttribute('data-drawn', JSON.stringify(charts));
         .collect()
 }
 
+/// What the page itself, as written (its Content-Security-Policy in force), logs to the
+/// browser's console: script errors, and any fetch the policy blocks.
+fn console_messages(page: &Path) -> Vec<String> {
+    let out = Process::new(browser())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", page.canonicalize().unwrap().display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser failed on {}",
+        page.display()
+    );
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn console_messages_are_caught() {
+    // A page breaking its own policy: the check that reports pages clean can see a breach.
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("bad.html");
+    let policy = r#"<meta http-equiv="Content-Security-Policy" content="default-src 'none'">"#;
+    std::fs::write(&page, format!("<!DOCTYPE html><html><head>{policy}</head><body><img src=\"http://127.0.0.1:9/x.png\"></body></html>")).unwrap();
+    let messages = console_messages(&page);
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("Content Security Policy")),
+        "{messages:?}"
+    );
+}
+
 fn assert_all_drawn(page: &Path, expected: usize) {
+    let messages = console_messages(page);
+    assert!(
+        messages.is_empty(),
+        "{}: console: {messages:?}",
+        page.display()
+    );
     let charts = drawn(page);
     assert_eq!(
         charts.len(),
