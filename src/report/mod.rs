@@ -214,16 +214,27 @@ impl Manifest {
 /// Writes `dir/manifest.json` (creating `dir`), whole or not at all: written, then renamed.
 pub fn write_manifest(dir: &std::path::Path, manifest: &Manifest) -> Result<(), ReportError> {
     let path = dir.join("manifest.json");
-    let tmp = dir.join("manifest.json.tmp");
     let io = |source| ReportError::Io {
         path: path.clone(),
         source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let json = serde_json::to_string_pretty(manifest).expect("manifest serializes");
-    // A half-written copy (a full disk) is not left behind; the old manifest stays.
-    std::fs::write(&tmp, json + "\n")
-        .and_then(|()| std::fs::rename(&tmp, &path))
+    write_whole(&path, &(json + "\n"))
+}
+
+/// Writes `text` to `path` whole or not at all: into `path.tmp`, then renamed over `path`. A
+/// half-written copy (a full disk) is not left behind; an older file stays as it was.
+pub(crate) fn write_whole(path: &std::path::Path, text: &str) -> Result<(), ReportError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let io = |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
         })

@@ -24,19 +24,10 @@ impl PageRun {
     /// The run in `dir`: its manifest and its study, as it ran (seed, mode and samples from the
     /// manifest). The study must be unchanged since: the page explains its answers with it.
     pub fn open(dir: &Path) -> Result<Self> {
-        let path = dir.join("manifest.json");
-        let hint = "hint: `personas report` takes the output directories of runs";
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::Output(format!("cannot read `{}`: {e}; {hint}", path.display())))?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
-            Error::Output(format!(
-                "{}:{}:{}: not a personas manifest: {}; {hint}",
-                path.display(),
-                e.line(),
-                e.column(),
-                crate::report::serde_message(&e)
-            ))
-        })?;
+        let manifest = read_manifest(
+            dir,
+            "`personas report` takes the output directories of runs",
+        )?;
         let study = study_of(dir, &manifest)?;
         Ok(PageRun {
             dir: dir.to_path_buf(),
@@ -44,6 +35,26 @@ impl PageRun {
             study,
         })
     }
+}
+
+/// The manifest of the run in `dir`; an error that ends with `hint` when there is none.
+pub(super) fn read_manifest(dir: &Path, hint: &str) -> Result<Manifest> {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::Output(format!(
+            "cannot read `{}`: {e}; hint: {hint}",
+            path.display()
+        ))
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::Output(format!(
+            "{}:{}:{}: not a personas manifest: {}; hint: {hint}",
+            path.display(),
+            e.line(),
+            e.column(),
+            crate::report::serde_message(&e)
+        ))
+    })
 }
 
 /// The study that the run in `dir` (with `manifest`) ran, with its seed, mode and sample
@@ -65,10 +76,11 @@ pub fn study_of(dir: &Path, manifest: &Manifest) -> Result<Study> {
 
 /// Writes the share baseline into the run directory `dir`.
 pub fn write_share(dir: &Path, share: &[ShareBaseline]) -> Result<()> {
-    let path = dir.join(SHARE_FILE);
     let json = serde_json::to_string_pretty(share).expect("the baseline serializes");
-    std::fs::write(&path, json + "\n")
-        .map_err(|e| Error::Output(format!("cannot write `{}`: {e}", path.display())))
+    Ok(crate::report::write_whole(
+        &dir.join(SHARE_FILE),
+        &(json + "\n"),
+    )?)
 }
 
 /// The share baseline a run in `dir` wrote, if any.

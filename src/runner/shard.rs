@@ -121,7 +121,7 @@ pub struct Merged {
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
     let manifests: Vec<Manifest> = dirs
         .iter()
-        .map(|d| read_manifest(d))
+        .map(|d| super::page::read_manifest(d, "pass the output directories of the shards"))
         .collect::<Result<_>>()?;
     let first = manifests
         .first()
@@ -243,25 +243,6 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
         respondents,
         failed,
         answers,
-    })
-}
-
-fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::Output(format!(
-            "cannot read `{}`: {e}; hint: pass the output directories of the shards",
-            path.display()
-        ))
-    })?;
-    serde_json::from_str(&text).map_err(|e| {
-        Error::Output(format!(
-            "{}:{}:{}: not a personas manifest: {}; hint: pass the output directories of the shards",
-            path.display(),
-            e.line(),
-            e.column(),
-            crate::report::serde_message(&e)
-        ))
     })
 }
 

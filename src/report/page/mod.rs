@@ -14,7 +14,7 @@ use std::path::Path;
 
 use analysis::{Cell, Row};
 
-use super::{charts, fmt_num, Distribution, Manifest, Record, ReportError};
+use super::{charts, fmt_num, write_whole, Distribution, Manifest, Record, ReportError};
 use crate::study::{derive_seed, Mode, Person, QuestionKind, Study};
 
 /// Free-text answers listed per question at most (the CSV files hold them all).
@@ -64,22 +64,6 @@ pub fn write(path: &Path, runs: &[RunInput]) -> Result<(), ReportError> {
 
 /// The comparison table's file name, beside the page.
 pub const COMPARE_FILE: &str = "compare.csv";
-
-fn write_whole(path: &Path, text: &str) -> Result<(), ReportError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let io = |source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-        .map_err(io)
-}
 
 /// The page's HTML.
 pub fn render(runs: &[RunInput]) -> Result<String, ReportError> {
