@@ -251,7 +251,15 @@ fn csv_cell(text: &str) -> String {
 }
 
 /// The section: per question the side-by-side chart and a table of its groups.
-pub fn section(h: &mut String, run: &RunInput, rows: &[Row], compare: &Compare, lines: &[Line]) {
+/// `scores` holds each construct's score per response row, as the constructs section computed
+/// them.
+pub fn section(
+    h: &mut String,
+    run: &RunInput,
+    compare: &Compare,
+    lines: &[Line],
+    scores: &[Vec<Option<f64>>],
+) {
     let _ = write!(
         h,
         r#"<h3>Compared with real respondents</h3><p class="note">{} real respondents from {}{}. Wasserstein: the distance between the two distributions over the options' values, divided by the scale's span (representativeness is 1 minus it, as OpinionQA reports); KS: the largest gap between their cumulative shares; difference: simulated minus real mean, 95% bootstrap interval. The uniform columns score a model that answers every option alike, and the share-query columns (with baseline = \"share\") the model's own answer, without personas, to how many of 100 people would give each option: the baselines to beat.</p>"#,
@@ -322,12 +330,12 @@ pub fn section(h: &mut String, run: &RunInput, rows: &[Row], compare: &Compare, 
         }
         h.push_str("</table></div>");
     }
-    construct_pairs(h, run, rows, compare);
+    construct_pairs(h, run, compare, scores);
 }
 
 /// Each pair of constructs whose items are all compared: r among the simulated respondents,
 /// among the real ones, and the difference.
-fn construct_pairs(h: &mut String, run: &RunInput, rows: &[Row], compare: &Compare) {
+fn construct_pairs(h: &mut String, run: &RunInput, compare: &Compare, scores: &[Vec<Option<f64>>]) {
     let study = run.study;
     let real_score = |c: &crate::study::Construct, i: usize| {
         c.score(|id| {
@@ -337,12 +345,11 @@ fn construct_pairs(h: &mut String, run: &RunInput, rows: &[Row], compare: &Compa
     };
     let mut table = String::new();
     for (a, x) in study.constructs.iter().enumerate() {
-        for y in study.constructs.iter().skip(a + 1) {
-            let score = |c| analysis::construct_stats(c, &study.questions, rows).scores;
-            let (xs, ys): (Vec<f64>, Vec<f64>) = score(x)
-                .into_iter()
-                .zip(score(y))
-                .filter_map(|(p, q)| Some((p?, q?)))
+        for (b, y) in study.constructs.iter().enumerate().skip(a + 1) {
+            let (xs, ys): (Vec<f64>, Vec<f64>) = scores[a]
+                .iter()
+                .zip(&scores[b])
+                .filter_map(|(p, q)| Some(((*p)?, (*q)?)))
                 .unzip();
             let (hx, hy): (Vec<f64>, Vec<f64>) = (0..compare.rows.len())
                 .filter_map(|i| Some((real_score(x, i)?, real_score(y, i)?)))

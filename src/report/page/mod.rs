@@ -175,10 +175,10 @@ fn run_section(
 
     order::positions(h, run, &rows);
     breakdowns(h, run, &rows);
-    constructs(h, run, &rows)?;
+    let scores = constructs(h, run, &rows)?;
     if let Some(real) = &study.compare {
         let lines = compare::lines(run, &rows, real);
-        compare::section(h, run, &rows, real, &lines);
+        compare::section(h, run, real, &lines, &scores);
         compare::csv(&run.name, &lines, compared);
     }
     free_text(h, run, k);
@@ -365,7 +365,12 @@ fn breakdowns(h: &mut String, run: &RunInput, rows: &[Row]) {
 }
 
 /// Constructs (mean, sd, Cronbach's alpha), correlations, and a scatter plot per pair.
-fn constructs(h: &mut String, run: &RunInput, rows: &[Row]) -> Result<(), ReportError> {
+/// Returns each construct's score per row, for the comparison with real respondents.
+fn constructs(
+    h: &mut String,
+    run: &RunInput,
+    rows: &[Row],
+) -> Result<Vec<Vec<Option<f64>>>, ReportError> {
     let study = run.study;
     let stats: Vec<_> = study
         .constructs
@@ -470,7 +475,7 @@ fn constructs(h: &mut String, run: &RunInput, rows: &[Row]) -> Result<(), Report
             );
         }
     }
-    Ok(())
+    Ok(stats.into_iter().map(|s| s.scores).collect())
 }
 
 /// White to red for positive r, white to blue for negative.
