@@ -168,6 +168,9 @@ impl Model {
         options: LoadOptions,
     ) -> Result<Self, LoadError> {
         let tokenizer = load_tokenizer(files)?;
+        if device.is_cpu() {
+            cpu::keep_freed_memory();
+        }
         let mut llama = match files {
             ModelFiles::Gguf { path, .. } => {
                 gguf::load(path, &gguf::read_content(path)?, device, options.kernels)?

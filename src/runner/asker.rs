@@ -340,6 +340,33 @@ pub(super) fn chunks(n: usize, batch: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// Real tokens a batch of prompts holds before [`length_chunks`] may cut it for padding: enough
+/// rows (prompts x tokens) for the projections to run at full speed.
+const CHUNK_TOKENS: usize = 256;
+
+/// `order` (rows sorted by `len`, shortest first) cut into batches of at most [`PROMPT_ROWS`]
+/// rows that run as one forward pass, each padded to its longest row. A batch is also cut
+/// where the next row would make its filler more than an eighth of its real tokens, once it
+/// holds [`CHUNK_TOKENS`] of them: a survey's items differ in length, and padding 32 prompts
+/// to the longest cost a third more tokens than the prompts hold.
+pub(super) fn length_chunks(order: &[usize], len: impl Fn(usize) -> usize) -> Vec<&[usize]> {
+    let mut out = Vec::new();
+    let (mut start, mut real) = (0, 0);
+    for (i, &row) in order.iter().enumerate() {
+        let (l, rows) = (len(row), i - start);
+        let padded = (rows + 1) * l;
+        if rows == PROMPT_ROWS || (real >= CHUNK_TOKENS && 8 * padded > 9 * (real + l)) {
+            out.push(&order[start..i]);
+            (start, real) = (i, 0);
+        }
+        real += l;
+    }
+    if start < order.len() {
+        out.push(&order[start..]);
+    }
+    out
+}
+
 /// Length of the longest prefix all sequences share.
 pub(super) fn common_prefix(seqs: &[Vec<u32>]) -> usize {
     let Some(first) = seqs.first() else {
@@ -368,6 +395,31 @@ mod tests {
         assert_eq!(common_prefix(&[vec![1, 2, 3], vec![1, 2, 4]]), 2);
         assert_eq!(common_prefix(&[vec![1, 2, 3]]), 2);
         assert_eq!(common_prefix(&[vec![1, 2], vec![1, 2, 3]]), 1);
+    }
+
+    #[test]
+    fn length_chunks_cut_for_padding_and_rows() {
+        // Four prompts each of lengths 40, 42, 45, 50, 55, 60, 70, 75 (a survey group).
+        let lens: Vec<usize> = [40, 42, 45, 50, 55, 60, 70, 75]
+            .iter()
+            .flat_map(|&l| [l; 4])
+            .collect();
+        let order: Vec<usize> = (0..lens.len()).collect();
+        let cuts: Vec<usize> = length_chunks(&order, |r| lens[r])
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(cuts, vec![12, 12, 8]);
+        // Padding never above an eighth once a batch holds enough tokens; all rows kept.
+        for c in length_chunks(&order, |r| lens[r]) {
+            let real: usize = c.iter().map(|&r| lens[r]).sum();
+            assert!(8 * c.len() * lens[*c.last().unwrap()] <= 9 * real);
+        }
+        // Equal lengths: only the row cap cuts.
+        let flat: Vec<usize> = (0..70).collect();
+        let sizes: Vec<usize> = length_chunks(&flat, |_| 10).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![PROMPT_ROWS, PROMPT_ROWS, 6]);
+        assert!(length_chunks(&[], |_| 1).is_empty());
     }
 
     #[test]

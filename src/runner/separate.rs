@@ -68,7 +68,7 @@ impl Asker<'_> {
         // length go together, so little of a batch is filler.
         let mut order: Vec<usize> = (0..prompts.len()).collect();
         order.sort_by_key(|&r| prompts[r].len() - own[r / nq]);
-        for chunk in order.chunks(PROMPT_ROWS) {
+        for chunk in length_chunks(&order, |r| prompts[r].len() - own[r / nq]) {
             let who_rows: Vec<usize> = chunk.iter().map(|&r| r / nq).collect();
             let mut cache = persons.rows(&who_rows)?;
             let suffixes: Vec<&[u32]> = chunk.iter().map(|&r| &prompts[r][own[r / nq]..]).collect();

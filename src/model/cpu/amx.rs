@@ -320,6 +320,54 @@ const fn index_table(kind: u8) -> [u8; 64] {
     idx
 }
 
+/// [`index_table`]'s four tables, made at compile time.
+static INDEX: [[u8; 64]; 4] = [index_table(0), index_table(1), index_table(2), index_table(3)];
+
+/// The scales of one block's 16 columns (`sc`) for `vpmaddubsw`: each byte's column scale in
+/// the even bytes (odd bytes 0), the same in the odd bytes, and (Q6_K) `zero * scale` per word
+/// of either product. (Functions rather than closures: closures do not inherit the caller's
+/// target features, so their intrinsics would be calls.)
+#[inline(always)]
+unsafe fn scale_pattern(sub16: bool, sc: *const u8) -> (__m512i, __m512i, __m512i) {
+    let by_byte = _mm512_loadu_si512(INDEX[2].as_ptr() as *const _);
+    let v = _mm512_castsi128_si512(_mm_loadu_si128(sc as *const _));
+    let all = _mm512_permutexvar_epi8(by_byte, v);
+    let z = if sub16 {
+        let by_word = _mm512_loadu_si512(INDEX[3].as_ptr() as *const _);
+        let words = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm512_castsi512_si128(v)));
+        _mm512_slli_epi16::<5>(_mm512_permutexvar_epi16(by_word, words))
+    } else {
+        _mm512_setzero_si512()
+    };
+    (
+        _mm512_maskz_mov_epi8(0x5555_5555_5555_5555, all),
+        _mm512_maskz_mov_epi8(0xAAAA_AAAA_AAAA_AAAA, all),
+        z,
+    )
+}
+
+/// The 16-bit products of 16 columns x 4 inputs (`v`) and their scales (scale x integer, with
+/// Q6_K's zero taken out), even bytes' and odd bytes', split into their low bytes (at `lo`)
+/// and high bytes (at `hi`). At most 63 x 127 in magnitude, so `vpmaddubsw` never saturates.
+#[inline(always)]
+unsafe fn scale_row(
+    sub16: bool,
+    v: __m512i,
+    (even, odd, z): (__m512i, __m512i, __m512i),
+    (lo_idx, hi_idx): (__m512i, __m512i),
+    lo: *mut u8,
+    hi: *mut u8,
+) {
+    let mut v0 = _mm512_maddubs_epi16(v, even);
+    let mut v1 = _mm512_maddubs_epi16(v, odd);
+    if sub16 {
+        v0 = _mm512_sub_epi16(v0, z);
+        v1 = _mm512_sub_epi16(v1, z);
+    }
+    _mm512_storeu_si512(lo as *mut _, _mm512_permutex2var_epi8(v0, lo_idx, v1));
+    _mm512_storeu_si512(hi as *mut _, _mm512_permutex2var_epi8(v0, hi_idx, v1));
+}
+
 /// Super-block `s` of 16 columns of panel `p` (`half`), each weight times its block's small
 /// scale, as AMX's second operand: per step of 64 inputs one tile of low bytes (at
 /// `buf[t * TILE]`) and one of high bytes (at `buf[(STEPS + t) * TILE]`), row `r` holding
@@ -327,31 +375,14 @@ const fn index_table(kind: u8) -> [u8; 64] {
 #[inline(always)]
 unsafe fn super_weights(w: &Packed, (p, half): (usize, usize), s: usize, out: *mut u8) {
     let f = w.format();
+    let sub16 = f.sub16();
     let nb = w.blocks();
     let (lb, hb) = (f.low_bytes(), f.high_bytes());
-    let table = |kind| _mm512_loadu_si512(index_table(kind).as_ptr() as *const _);
-    let (lo_idx, hi_idx, by_byte, by_word) = (table(0), table(1), table(2), table(3));
-    // For `vpmaddubsw`: the scale of each byte's column in the even bytes (odd bytes 0), the
-    // same in the odd bytes, and (Q6_K) `zero * scale` per word of either product.
-    let pattern = |sc: *const u8| {
-        let v = _mm512_castsi128_si512(_mm_loadu_si128(sc as *const _));
-        let all = _mm512_permutexvar_epi8(by_byte, v);
-        let z = if f.sub16() {
-            let words = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm512_castsi512_si128(v)));
-            _mm512_slli_epi16::<5>(_mm512_permutexvar_epi16(by_word, words))
-        } else {
-            _mm512_setzero_si512()
-        };
-        (
-            _mm512_maskz_mov_epi8(0x5555_5555_5555_5555, all),
-            _mm512_maskz_mov_epi8(0xAAAA_AAAA_AAAA_AAAA, all),
-            z,
-        )
-    };
-    debug_assert!(
-        !f.sub16() || f.zero() == 32,
-        "the shift by 5 is Q6_K's zero"
+    let idx = (
+        _mm512_loadu_si512(INDEX[0].as_ptr() as *const _),
+        _mm512_loadu_si512(INDEX[1].as_ptr() as *const _),
     );
+    debug_assert!(!sub16 || f.zero() == 32, "the shift by 5 is Q6_K's zero");
     let per = SUPER / BLOCK;
     for b in s * per..(s + 1) * per {
         let base = p * nb + b;
@@ -370,32 +401,25 @@ unsafe fn super_weights(w: &Packed, (p, half): (usize, usize), s: usize, out: *m
             }
         }
         // Inputs 0-15 and 16-31 of the block (different scales only for Q6_K).
-        let first = pattern(sc);
-        let last = if f.sub16() {
-            pattern(sc.add(PANEL))
+        let first = scale_pattern(sub16, sc);
+        let last = if sub16 {
+            scale_pattern(sub16, sc.add(PANEL))
         } else {
             first
         };
         let (t, row0) = (b % per / 2, b % 2 * 8);
-        // 16-bit products (scale x integer, with Q6_K's zero taken out): even bytes', odd
-        // bytes'. At most 63 x 127 in magnitude, so `vpmaddubsw` never saturates. Then their
-        // low and high bytes into the two tiles.
-        let emit = |v: __m512i, row: usize, (even, odd, z): (__m512i, __m512i, __m512i)| {
-            let mut v0 = _mm512_maddubs_epi16(v, even);
-            let mut v1 = _mm512_maddubs_epi16(v, odd);
-            if f.sub16() {
-                v0 = _mm512_sub_epi16(v0, z);
-                v1 = _mm512_sub_epi16(v1, z);
-            }
-            let at = out.add(t * TILE + row * STEP);
-            _mm512_storeu_si512(at as *mut _, _mm512_permutex2var_epi8(v0, lo_idx, v1));
-            let at = out.add((STEPS + t) * TILE + row * STEP);
-            _mm512_storeu_si512(at as *mut _, _mm512_permutex2var_epi8(v0, hi_idx, v1));
+        let at = |row: usize| {
+            (
+                out.add(t * TILE + row * STEP),
+                out.add((STEPS + t) * TILE + row * STEP),
+            )
         };
         for g in 0..4 {
             let (lo, hi) = unpack_pair(f, low, high, g, half);
-            emit(lo, row0 + g, first);
-            emit(hi, row0 + g + 4, last);
+            let (a, b) = at(row0 + g);
+            scale_row(sub16, lo, first, idx, a, b);
+            let (a, b) = at(row0 + g + 4);
+            scale_row(sub16, hi, last, idx, a, b);
         }
     }
 }

@@ -403,16 +403,21 @@ unsafe fn block_dots<const MR: usize>(
     let low = w.low.as_ptr().add((p * nb + b) * lb);
     let high = w.high.as_ptr().add((p * nb + b) * hb);
     let xb = (x.q.as_ptr() as *const u8).add(r0 * k + b * BLOCK);
-    let bcast = |i: usize, g: usize| {
-        _mm512_set1_epi32(std::ptr::read_unaligned(xb.add(i * k + 4 * g) as *const i32))
-    };
+    // Four input bytes to every lane (a macro: closures do not inherit target features).
+    macro_rules! bcast {
+        ($i:expr, $g:expr) => {
+            _mm512_set1_epi32(std::ptr::read_unaligned(
+                xb.add($i * k + 4 * $g) as *const i32
+            ))
+        };
+    }
     let mut dot = [[[_mm512_setzero_si512(); 2]; 2]; MR];
     if f.bytes() {
         for g in 0..8 {
             let w0 = _mm512_loadu_si512(low.add(g * 128) as *const _);
             let w1 = _mm512_loadu_si512(low.add(g * 128 + 64) as *const _);
             for (i, d) in dot.iter_mut().enumerate() {
-                let a = bcast(i, g);
+                let a = bcast!(i, g);
                 d[0][0] = _mm512_dpbusd_epi32(d[0][0], w0, a);
                 d[0][1] = _mm512_dpbusd_epi32(d[0][1], w1, a);
             }
@@ -422,8 +427,8 @@ unsafe fn block_dots<const MR: usize>(
             for half in 0..2 {
                 let (lo, hi) = unpack_pair(f, low, high, g, half);
                 for (i, d) in dot.iter_mut().enumerate() {
-                    d[0][half] = _mm512_dpbusd_epi32(d[0][half], lo, bcast(i, g));
-                    d[sub][half] = _mm512_dpbusd_epi32(d[sub][half], hi, bcast(i, g + 4));
+                    d[0][half] = _mm512_dpbusd_epi32(d[0][half], lo, bcast!(i, g));
+                    d[sub][half] = _mm512_dpbusd_epi32(d[sub][half], hi, bcast!(i, g + 4));
                 }
             }
         }

@@ -25,11 +25,12 @@ pub(crate) mod x86 {
     /// AVX-512 F; `gate`, `up` and `out` of one length.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
-        let one = _mm512_set1_ps(1.0);
-        let f = |g: __m512, u: __m512| {
+        // A function rather than a closure: closures do not inherit target features.
+        #[inline(always)]
+        unsafe fn f(g: __m512, u: __m512) -> __m512 {
             let e = exp(_mm512_sub_ps(_mm512_setzero_ps(), g));
-            _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), u)
-        };
+            _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0), e)), u)
+        }
         let n = gate.len() / 16 * 16;
         for i in (0..n).step_by(16) {
             let v = f(

@@ -381,7 +381,7 @@ impl Llama {
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&xs, &block.attn_norm, self.cfg.rms_norm_eps as f32)?;
             let h = self.attention(block, &h, cache, layer, start, &cos, &sin, &mask)?;
-            xs = (xs + h)?;
+            xs = residual(&xs, &h)?;
             let h = candle_nn::ops::rms_norm(&xs, &block.ffn_norm, self.cfg.rms_norm_eps as f32)?;
             let ffn = self.cfg.intermediate_size;
             let gated = match self.fused_parts(layer, |f| f.gate_up.as_ref(), &h)? {
@@ -397,7 +397,7 @@ impl Llama {
                     (gate * block.w_up.forward(&h, self.run())?)?
                 }
             };
-            xs = (xs + block.w_down.forward(&gated, self.run())?)?;
+            xs = residual(&xs, &block.w_down.forward(&gated, self.run())?)?;
         }
         cache.advance(seq);
         let xs = match at {
@@ -558,4 +558,20 @@ impl Llama {
     pub fn log_softmax(logits: &Tensor) -> candle_core::Result<Tensor> {
         candle_nn::ops::log_softmax(logits, D::Minus1)
     }
+}
+
+/// `xs + h`, the residual stream. On the CPU a plain loop (the same float additions as
+/// candle's): candle's own add of large tensors goes through its barrier pool, whose workers
+/// then spin for a while and take a core from the kernels' threads.
+fn residual(xs: &Tensor, h: &Tensor) -> candle_core::Result<Tensor> {
+    if !(xs.device().is_cpu() && xs.dtype() == DType::F32 && h.dtype() == DType::F32)
+        || xs.dims() != h.dims()
+    {
+        return xs + h;
+    }
+    let (xs_c, h_c) = (xs.contiguous()?, h.contiguous()?);
+    let sum = with_cpu_f32(&xs_c, |a| {
+        with_cpu_f32(&h_c, |b| a.iter().zip(b).map(|(a, b)| a + b).collect::<Vec<f32>>())
+    })??;
+    Tensor::from_vec(sum, xs.dims(), xs.device())
 }
