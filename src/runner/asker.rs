@@ -417,7 +417,10 @@ mod tests {
         }
         // Equal lengths: only the row cap cuts.
         let flat: Vec<usize> = (0..70).collect();
-        let sizes: Vec<usize> = length_chunks(&flat, |_| 10).iter().map(|c| c.len()).collect();
+        let sizes: Vec<usize> = length_chunks(&flat, |_| 10)
+            .iter()
+            .map(|c| c.len())
+            .collect();
         assert_eq!(sizes, vec![PROMPT_ROWS, PROMPT_ROWS, 6]);
         assert!(length_chunks(&[], |_| 1).is_empty());
     }

@@ -321,7 +321,12 @@ const fn index_table(kind: u8) -> [u8; 64] {
 }
 
 /// [`index_table`]'s four tables, made at compile time.
-static INDEX: [[u8; 64]; 4] = [index_table(0), index_table(1), index_table(2), index_table(3)];
+static INDEX: [[u8; 64]; 4] = [
+    index_table(0),
+    index_table(1),
+    index_table(2),
+    index_table(3),
+];
 
 /// The scales of one block's 16 columns (`sc`) for `vpmaddubsw`: each byte's column scale in
 /// the even bytes (odd bytes 0), the same in the odd bytes, and (Q6_K) `zero * scale` per word

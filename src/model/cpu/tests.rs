@@ -5,7 +5,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 use super::quant::{gemm_portable, Format, Packed};
-use super::{gemm, gemm_parts, Kernels};
+use super::{gemm, gemm_parts, row_chunk, Kernels, ROW_CHUNK};
 
 fn weights(n: usize, k: usize, dtype: GgmlDType, seed: u64) -> (QTensor, Vec<f32>) {
     let mut state = seed;
@@ -226,6 +226,28 @@ fn super_blocks_are_quantized_as_llamacpp_q8_k() {
                 (quantize_super(&x, &mut q).to_bits(), &q),
                 "seed {seed}"
             );
+        }
+    }
+}
+
+#[test]
+fn long_calls_are_cut_into_balanced_whole_tiles_with_the_same_bits() {
+    assert_eq!(row_chunk(1), 16);
+    assert_eq!(row_chunk(192), 192);
+    assert_eq!(row_chunk(600), 160); // 160 x 3 + 120, not 192 x 3 + 24
+    assert_eq!(row_chunk(1000), 176);
+    for m in [17usize, 191, 193, 385, 600, 5000] {
+        let c = row_chunk(m);
+        assert!(c % 16 == 0 && c <= ROW_CHUNK, "m={m}: {c}");
+        assert_eq!(m.div_ceil(c), m.div_ceil(ROW_CHUNK), "m={m}: fewest chunks");
+    }
+    // Several chunks, the last one short, give every row the portable kernel's bits.
+    for f in [Format::Q4K, Format::Q4_0] {
+        let (p, _) = packed(40, 256, f, 3);
+        let x = inputs(420, 256);
+        let slow = gemm_portable(&p, &x);
+        for kernels in fast_kernels() {
+            assert_eq!(bits(&gemm(&p, &x, kernels)), bits(&slow), "{f:?} {kernels}");
         }
     }
 }

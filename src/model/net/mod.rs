@@ -571,7 +571,9 @@ fn residual(xs: &Tensor, h: &Tensor) -> candle_core::Result<Tensor> {
     }
     let (xs_c, h_c) = (xs.contiguous()?, h.contiguous()?);
     let sum = with_cpu_f32(&xs_c, |a| {
-        with_cpu_f32(&h_c, |b| a.iter().zip(b).map(|(a, b)| a + b).collect::<Vec<f32>>())
+        with_cpu_f32(&h_c, |b| {
+            a.iter().zip(b).map(|(a, b)| a + b).collect::<Vec<f32>>()
+        })
     })??;
     Tensor::from_vec(sum, xs.dims(), xs.device())
 }
