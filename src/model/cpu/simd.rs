@@ -1,17 +1,18 @@
 //! Small vector helpers shared by the CPU kernels: e^x and the SwiGLU gate.
 
-/// `silu(gate) * up`, element by element (the feed-forward gate of Llama), with AVX-512 where
-/// the CPU has it and `simd` allows it.
-pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32], simd: bool) {
-    assert!(gate.len() == up.len() && up.len() == out.len());
+/// `gate <- silu(gate) * up`, element by element (the feed-forward gate of Llama), in place
+/// (a fresh output cost a zeroed allocation per layer), with AVX-512 where the CPU has it and
+/// `simd` allows it.
+pub fn silu_mul(gate: &mut [f32], up: &[f32], simd: bool) {
+    assert_eq!(gate.len(), up.len());
     #[cfg(target_arch = "x86_64")]
     if simd && std::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512 F; the three slices have the same length.
-        unsafe { x86::silu_mul(gate, up, out) };
+        // SAFETY: the CPU has AVX-512 F; the slices have the same length.
+        unsafe { x86::silu_mul(gate, up) };
         return;
     }
-    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        *o = g / (1.0 + (-g).exp()) * u;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
     }
 }
 
@@ -22,9 +23,9 @@ pub(crate) mod x86 {
     /// [`super::silu_mul`] 16 at a time, the tail padded.
     ///
     /// # Safety
-    /// AVX-512 F; `gate`, `up` and `out` of one length.
+    /// AVX-512 F; `gate` and `up` of one length.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    pub unsafe fn silu_mul(gate: &mut [f32], up: &[f32]) {
         // A function rather than a closure: closures do not inherit target features.
         #[inline(always)]
         unsafe fn f(g: __m512, u: __m512) -> __m512 {
@@ -37,19 +38,16 @@ pub(crate) mod x86 {
                 _mm512_loadu_ps(gate.as_ptr().add(i)),
                 _mm512_loadu_ps(up.as_ptr().add(i)),
             );
-            _mm512_storeu_ps(out.as_mut_ptr().add(i), v);
+            _mm512_storeu_ps(gate.as_mut_ptr().add(i), v);
         }
         if n < gate.len() {
             let (mut g, mut u) = ([0f32; 16], [0f32; 16]);
             let rest = gate.len() - n;
             g[..rest].copy_from_slice(&gate[n..]);
             u[..rest].copy_from_slice(&up[n..]);
-            let mut o = [0f32; 16];
-            _mm512_storeu_ps(
-                o.as_mut_ptr(),
-                f(_mm512_loadu_ps(g.as_ptr()), _mm512_loadu_ps(u.as_ptr())),
-            );
-            out[n..].copy_from_slice(&o[..rest]);
+            let v = f(_mm512_loadu_ps(g.as_ptr()), _mm512_loadu_ps(u.as_ptr()));
+            _mm512_storeu_ps(g.as_mut_ptr(), v);
+            gate[n..].copy_from_slice(&g[..rest]);
         }
     }
 
@@ -107,8 +105,8 @@ mod tests {
     fn silu_mul_matches_the_formula() {
         let gate: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.7).collect();
         let up: Vec<f32> = (0..37).map(|i| 1.0 + i as f32 * 0.1).collect();
-        let mut got = vec![0f32; 37];
-        super::silu_mul(&gate, &up, &mut got, true);
+        let mut got = gate.clone();
+        super::silu_mul(&mut got, &up, true);
         for ((g, u), o) in gate.iter().zip(&up).zip(&got) {
             let want = (*g as f64) / (1.0 + (-*g as f64).exp()) * *u as f64;
             assert!(

@@ -385,9 +385,9 @@ impl Llama {
             let h = candle_nn::ops::rms_norm(&xs, &block.ffn_norm, self.cfg.rms_norm_eps as f32)?;
             let ffn = self.cfg.intermediate_size;
             let gated = match self.fused_parts(layer, |f| f.gate_up.as_ref(), &h)? {
-                Some([gate, up]) => {
-                    let mut out = vec![0f32; gate.len()];
-                    simd::silu_mul(&gate, &up, &mut out, self.avx512_allowed());
+                Some([mut gate, up]) => {
+                    simd::silu_mul(&mut gate, &up, self.avx512_allowed());
+                    let out = gate;
                     let mut dims = h.dims().to_vec();
                     *dims.last_mut().expect("dims") = ffn;
                     Tensor::from_vec(out, dims, &self.device)?
