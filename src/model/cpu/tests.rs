@@ -238,7 +238,7 @@ fn long_calls_are_cut_into_balanced_whole_tiles_with_the_same_bits() {
     assert_eq!(row_chunk(1000), 176);
     for m in [17usize, 191, 193, 385, 600, 5000] {
         let c = row_chunk(m);
-        assert!(c % 16 == 0 && c <= ROW_CHUNK, "m={m}: {c}");
+        assert!(c.is_multiple_of(16) && c <= ROW_CHUNK, "m={m}: {c}");
         assert_eq!(m.div_ceil(c), m.div_ceil(ROW_CHUNK), "m={m}: fewest chunks");
     }
     // Several chunks, the last one short, give every row the portable kernel's bits.
