@@ -4,12 +4,12 @@
 //! user turn, the model's reply to it, then the question. The persona reply is generated once,
 //! greedily, and shared by every sample, so samples differ only in how the question is answered.
 
-use std::io::Write;
-
 use clap::Args;
 use serde::Serialize;
 
-use super::{text_or_file, Context, ModelArgs, SamplingArgs, VIRTUAL_PERSON_SIMULATOR};
+use super::{
+    print_streamed, text_or_file, Context, ModelArgs, SamplingArgs, VIRTUAL_PERSON_SIMULATOR,
+};
 use crate::chat::Message;
 use crate::engine::generate::{generate, sample_many};
 use crate::engine::session::{model_template, render_ids};
@@ -88,19 +88,9 @@ pub fn run(ctx: &Context, args: AskArgs) -> anyhow::Result<()> {
         return closed(&model, &args, &params, &prompt, &question, persona_reply);
     }
     if args.samples == 1 && !args.json {
-        let mut stream = model.tokenizer.decode_stream(true);
-        let mut out = std::io::stdout();
-        generate(&model.llama, &prompt, &params, &stop, 0, &mut |id| {
-            if let Ok(Some(piece)) = stream.step(&model.tokenizer, id) {
-                let _ = write!(out, "{piece}");
-                let _ = out.flush();
-            }
-            true
+        print_streamed(&model, |on_token| {
+            generate(&model.llama, &prompt, &params, &stop, 0, on_token)
         })?;
-        if let Ok(Some(rest)) = stream.flush(&model.tokenizer) {
-            print!("{rest}");
-        }
-        println!();
         return Ok(());
     }
 

@@ -5,7 +5,9 @@ use std::io::{BufRead, Write};
 use anyhow::Context as _;
 use clap::Args;
 
-use super::{text_or_file, Context, ModelArgs, SamplingArgs, VIRTUAL_PERSON_SIMULATOR};
+use super::{
+    print_streamed, text_or_file, Context, ModelArgs, SamplingArgs, VIRTUAL_PERSON_SIMULATOR,
+};
 use crate::chat::Message;
 use crate::engine::session::ChatSession;
 use crate::engine::SamplingParams;
@@ -109,19 +111,7 @@ fn turn(
     user: &str,
     params: &SamplingParams,
 ) -> anyhow::Result<()> {
-    let mut stream = model.tokenizer.decode_stream(true);
-    let mut out = std::io::stdout();
-    session.send(user, params, &mut |id| {
-        if let Ok(Some(piece)) = stream.step(&model.tokenizer, id) {
-            let _ = write!(out, "{piece}");
-            let _ = out.flush();
-        }
-        true
-    })?;
-    if let Ok(Some(rest)) = stream.flush(&model.tokenizer) {
-        print!("{rest}");
-    }
-    println!();
+    print_streamed(model, |on_token| session.send(user, params, on_token))?;
     Ok(())
 }
 

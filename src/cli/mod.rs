@@ -302,3 +302,26 @@ pub fn text_or_file(value: &str) -> anyhow::Result<String> {
 
 /// The workshop's system prompt for Demo 1 ("virtual person simulator").
 pub const VIRTUAL_PERSON_SIMULATOR: &str = "You are a virtual person simulator that creates individual synthetic personas, one at a time, that I can specify and then ask them any questions I like. Don’t change out of your role unless I ask you to. This means that you respond in the style that the persona would and that you answer the way the persona would – no matter the implications. Be brief. Do not write any additional explanations unless I ask you to.";
+
+/// Runs a generation (`run`, given the callback for its token ids) and prints the text as it
+/// streams, then a newline: what `ask` and `chat` show for a reply.
+fn print_streamed<T, E>(
+    model: &Model,
+    run: impl FnOnce(&mut dyn FnMut(u32) -> bool) -> Result<T, E>,
+) -> Result<T, E> {
+    use std::io::Write;
+    let mut stream = model.tokenizer.decode_stream(true);
+    let mut out = std::io::stdout();
+    let done = run(&mut |id| {
+        if let Ok(Some(piece)) = stream.step(&model.tokenizer, id) {
+            let _ = write!(out, "{piece}");
+            let _ = out.flush();
+        }
+        true
+    })?;
+    if let Ok(Some(rest)) = stream.flush(&model.tokenizer) {
+        print!("{rest}");
+    }
+    println!();
+    Ok(done)
+}
