@@ -186,7 +186,7 @@ const ROW_CHUNK: usize = 192;
 /// of them on the tiles. Which kernel runs a row does not change its bits.
 fn row_chunk(m: usize) -> usize {
     let chunks = m.div_ceil(ROW_CHUNK).max(1);
-    m.div_ceil(chunks).next_multiple_of(16).min(ROW_CHUNK)
+    m.div_ceil(chunks).next_multiple_of(16).clamp(16, ROW_CHUNK)
 }
 
 /// `x (m, k)` times each of `parts` (matrices that read the same input: Q, K and V; gate and

@@ -232,6 +232,7 @@ fn super_blocks_are_quantized_as_llamacpp_q8_k() {
 
 #[test]
 fn long_calls_are_cut_into_balanced_whole_tiles_with_the_same_bits() {
+    assert_eq!(row_chunk(0), 16); // a step, even with no rows
     assert_eq!(row_chunk(1), 16);
     assert_eq!(row_chunk(192), 192);
     assert_eq!(row_chunk(600), 160); // 160 x 3 + 120, not 192 x 3 + 24
@@ -241,9 +242,13 @@ fn long_calls_are_cut_into_balanced_whole_tiles_with_the_same_bits() {
         assert!(c.is_multiple_of(16) && c <= ROW_CHUNK, "m={m}: {c}");
         assert_eq!(m.div_ceil(c), m.div_ceil(ROW_CHUNK), "m={m}: fewest chunks");
     }
-    // Several chunks, the last one short, give every row the portable kernel's bits.
+    // Several chunks, the last one short, give every row the portable kernel's bits; no rows
+    // give no outputs.
     for f in [Format::Q4K, Format::Q4_0] {
         let (p, _) = packed(40, 256, f, 3);
+        for kernels in fast_kernels() {
+            assert!(gemm(&p, &[], kernels).is_empty(), "{f:?} {kernels}");
+        }
         let x = inputs(420, 256);
         let slow = gemm_portable(&p, &x);
         for kernels in fast_kernels() {
