@@ -33,12 +33,14 @@ pub const ROWS: usize = 16;
 
 /// Whether `rows` rows of one call (a chunk of [`super::gemm_parts`]) go through the tiles
 /// rather than VNNI's 4-row tiles. Making a super-block's scaled weight tiles (K-quants) or a
-/// block's unpacked tile (the others) is serial vector work, shared only by the chunk's rows:
-/// measured on the 1B model's shapes (Sapphire Rapids, 2 threads), VNNI runs Q4_K 2.5x faster
-/// at 16 rows and 1.4x at 32, the two tie at 64 and AMX leads from 128 (1.1-1.5x); for Q4_0
-/// VNNI leads at 16 rows (1.2x) and AMX from 32 (1.1x).
+/// block's unpacked tile (the others) is vector work shared only by the chunk's rows. Measured
+/// on the 1B model's shapes (Sapphire Rapids, 2 threads, `cargo bench --bench kernels`), AMX
+/// leads for K-quants from one group of 16 rows (Q4_K 1.07-1.12x at 16 rows, 1.3-1.6x at 32;
+/// Q6_K 1.6x at 16, 2.2-2.4x at 32); for Q4_0 VNNI leads at 16 rows (1.1-1.2x) and AMX from
+/// 32 (1.1-1.25x). (Before the weight scaling's intrinsics were inlined, VNNI led K-quants up
+/// to 64 rows.)
 pub fn pays(f: Format, rows: usize) -> bool {
-    rows >= if f.k_quant() { 4 * ROWS } else { 2 * ROWS }
+    rows >= if f.k_quant() { ROWS } else { 2 * ROWS }
 }
 
 /// Whether this CPU and OS run AMX tiles (asks for the permission on first use).

@@ -107,7 +107,7 @@ fn every_kernel_matches_the_portable_one_bitwise_and_the_dense_product_closely()
     for f in Format::ALL {
         // Column counts off the 32-panel and row counts off the 4-row tile (VNNI) and the
         // 16-row tile (AMX) exercise the edges; AMX takes 32 rows and more of the 32-weight
-        // formats, 64 and more of K-quants (`amx::pays`).
+        // formats, 16 and more of K-quants (`amx::pays`).
         let (n, k) = (72, 512);
         let (p, deq) = packed(n, k, f, 11);
         for m in [1, 3, 4, 5, 13, 16, 37, 48, 80] {
