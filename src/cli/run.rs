@@ -288,13 +288,12 @@ fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
         ),
     })?;
     serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}:{}: not a personas manifest: {}; hint: --resume takes the output directory of a personas run",
-            path.display(),
-            e.line(),
-            e.column(),
-            crate::report::serde_message(&e)
-        )
+        anyhow::anyhow!(crate::report::json_error(
+            &path,
+            "personas manifest",
+            &e,
+            "--resume takes the output directory of a personas run",
+        ))
     })
 }
 

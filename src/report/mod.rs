@@ -241,13 +241,21 @@ pub(crate) fn write_whole(path: &std::path::Path, text: &str) -> Result<(), Repo
         .map_err(io)
 }
 
-/// serde_json's message without its trailing " at line L column C" (said before it).
-pub fn serde_message(e: &serde_json::Error) -> String {
+/// `file:line:column: not a WHAT: message; hint: HINT` for a JSON file personas wrote (a
+/// manifest, a share baseline) that does not parse as one: serde's message without its own
+/// "at line L column C", which the prefix already says.
+pub fn json_error(path: &std::path::Path, what: &str, e: &serde_json::Error, hint: &str) -> String {
     let text = e.to_string();
-    match text.rfind(" at line ") {
-        Some(at) => text[..at].to_string(),
-        None => text,
-    }
+    let message = match text.rfind(" at line ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    format!(
+        "{}:{}:{}: not a {what}: {message}; hint: {hint}",
+        path.display(),
+        e.line(),
+        e.column()
+    )
 }
 
 /// Probability-weighted mean of the options' values; `None` if any option with probability

@@ -47,12 +47,11 @@ pub(super) fn read_manifest(dir: &Path, hint: &str) -> Result<Manifest> {
         ))
     })?;
     serde_json::from_str(&text).map_err(|e| {
-        Error::Output(format!(
-            "{}:{}:{}: not a personas manifest: {}; hint: {hint}",
-            path.display(),
-            e.line(),
-            e.column(),
-            crate::report::serde_message(&e)
+        Error::Output(crate::report::json_error(
+            &path,
+            "personas manifest",
+            &e,
+            hint,
         ))
     })
 }
@@ -88,12 +87,11 @@ fn read_share(dir: &Path) -> Result<Vec<ShareBaseline>> {
     let path = dir.join(SHARE_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| {
-            Error::Output(format!(
-                "{}:{}:{}: not a share baseline: {}; hint: run the study again to write it",
-                path.display(),
-                e.line(),
-                e.column(),
-                crate::report::serde_message(&e)
+            Error::Output(crate::report::json_error(
+                &path,
+                "share baseline",
+                &e,
+                "run the study again to write it",
             ))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
