@@ -30,6 +30,25 @@ fn browser() -> PathBuf {
         .expect("no Chromium for the report test: install it (Debian: apt-get install chromium; `scripts/test` does) or set PERSONAS_TEST_BROWSER")
 }
 
+/// `page` opened in headless Chromium with `extra` flags, its DOM dumped to stdout once the
+/// page's scripts ran; fails the test if the browser fails.
+fn headless(page: &Path, extra: &[&str]) -> std::process::Output {
+    let out = Process::new(browser())
+        .args(["--headless", "--no-sandbox", "--disable-gpu"])
+        .args(extra)
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.canonicalize().unwrap().display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser failed on {}: {}",
+        page.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// What the browser drew for `page`: per inline SVG its laid-out width and height and the
 /// number of its bars with a size. The page forbids scripts (its Content-Security-Policy), so
 /// the check runs on a copy without that one meta line, with the checking script appended.
@@ -50,16 +69,7 @@ document.body.setAttribute('data-drawn', JSON.stringify(charts));
 </script></body>"#;
     let copy = page.with_extension("check.html");
     std::fs::write(&copy, html.replace(csp, "").replace("</body>", check)).unwrap();
-    let out = Process::new(browser())
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
-        .arg(format!("file://{}", copy.canonicalize().unwrap().display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = headless(&copy, &[]);
     let dom = String::from_utf8(out.stdout).unwrap();
     let at = dom.find("data-drawn=\"").expect("the checking script ran") + "data-drawn=\"".len();
     let json = dom[at..dom[at..].find('"').unwrap() + at].replace("&quot;", "\"");
@@ -79,23 +89,7 @@ document.body.setAttribute('data-drawn', JSON.stringify(charts));
 /// What the page itself, as written (its Content-Security-Policy in force), logs to the
 /// browser's console: script errors, and any fetch the policy blocks.
 fn console_messages(page: &Path) -> Vec<String> {
-    let out = Process::new(browser())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--dump-dom",
-        ])
-        .arg(format!("file://{}", page.canonicalize().unwrap().display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser failed on {}",
-        page.display()
-    );
+    let out = headless(page, &["--enable-logging=stderr", "--v=0"]);
     String::from_utf8_lossy(&out.stderr)
         .lines()
         .filter(|l| l.contains(":CONSOLE"))
