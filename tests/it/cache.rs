@@ -76,13 +76,11 @@ fn forks_share_the_prefix_and_match_sequences_computed_alone() {
     let parent = prompt_cache(&llama);
     let rows = vec![vec![28, 30, 42], vec![314, 30, 42], vec![28, 314, 2]];
     let mut forked = parent.repeat_rows(rows.len(), 4).unwrap();
-    if personas::model::cpu::attention::available() {
-        assert_eq!(
-            forked.shared_len(),
-            PROMPT.len(),
-            "the prompt is read in place"
-        );
-    }
+    assert_eq!(
+        forked.shared_len(),
+        PROMPT.len(),
+        "the prompt is read in place"
+    );
     let steps: Vec<Vec<u32>> = (0..3)
         .map(|i| rows.iter().map(|r| r[i]).collect())
         .collect();
@@ -92,9 +90,7 @@ fn forks_share_the_prefix_and_match_sequences_computed_alone() {
     // A fork of a fork (a persona after the system prompt, then its questions), with rows
     // leaving the batch: still the numbers of each sequence on its own.
     let mut second = forked.rows(&[2, 0, 0]).unwrap();
-    if personas::model::cpu::attention::available() {
-        assert_eq!(second.shared_len(), PROMPT.len() + 3);
-    }
+    assert_eq!(second.shared_len(), PROMPT.len() + 3);
     let more = feed(&llama, &mut second, &[vec![5, 6, 7]]);
     second.retain_rows(&[2]).unwrap();
     let last = feed(&llama, &mut second, &[vec![8]]);

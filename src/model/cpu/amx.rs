@@ -189,30 +189,32 @@ unsafe fn tiles(w: &Packed, x: &Rows, p: usize, r0: usize, groups: usize, out: *
         // Tiles 4/5 rows 0-15 and 16-31 (the block's 32 bytes of each 64-byte step row), 6/7
         // the weights' halves, 0-3 (rows) x (half).
         let a = inputs(x, r0 / ROWS, b / 2).add(b % 2 * BLOCK);
-        let a2 = if groups == 2 {
-            inputs(x, r0 / ROWS + 1, b / 2).add(b % 2 * BLOCK)
-        } else {
-            a
-        };
         asm!(
-            "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+            "tilezero tmm0", "tilezero tmm1",
             "tileloadd tmm4, [{a} + {s}*1]",
-            "tileloadd tmm5, [{a2} + {s}*1]",
             "tileloadd tmm6, [{w0} + {ws}*1]",
             "tileloadd tmm7, [{w1} + {ws}*1]",
             "tdpbsud tmm0, tmm4, tmm6",
             "tdpbsud tmm1, tmm4, tmm7",
-            "tdpbsud tmm2, tmm5, tmm6",
-            "tdpbsud tmm3, tmm5, tmm7",
             a = in(reg) a,
-            a2 = in(reg) a2,
             s = in(reg) STEP,
             w0 = in(reg) ints,
             w1 = in(reg) ints.add(64),
             ws = in(reg) 128usize,
             options(nostack),
         );
-        store_dots(dots.0.as_mut_ptr());
+        if groups == 2 {
+            asm!(
+                "tilezero tmm2", "tilezero tmm3",
+                "tileloadd tmm5, [{a2} + {s}*1]",
+                "tdpbsud tmm2, tmm5, tmm6",
+                "tdpbsud tmm3, tmm5, tmm7",
+                a2 = in(reg) inputs(x, r0 / ROWS + 1, b / 2).add(b % 2 * BLOCK),
+                s = in(reg) STEP,
+                options(nostack),
+            );
+        }
+        store_dots(dots.0.as_mut_ptr(), groups);
         let sc = [block_scales(w, p, b, 0), block_scales(w, p, b, 1)];
         for g in 0..groups {
             for (i, a) in acc[g * ROWS..(g + 1) * ROWS].iter_mut().enumerate() {
@@ -227,21 +229,28 @@ unsafe fn tiles(w: &Packed, x: &Rows, p: usize, r0: usize, groups: usize, out: *
     store_rows(w, p, r0, &acc[..groups * ROWS], out);
 }
 
-/// Stores tiles 0-3 (16 rows x 16 i32 each) one after another from `d` (4 KB).
+/// Stores tiles 0-1, and 2-3 when `groups` is 2 (16 rows x 16 i32 each), one after another
+/// from `d` (2 or 4 KB). With one group, tiles 2-3 hold nothing of use.
 #[inline(always)]
-unsafe fn store_dots(d: *mut i32) {
+unsafe fn store_dots(d: *mut i32, groups: usize) {
     asm!(
         "tilestored [{d0} + {ds}*1], tmm0",
         "tilestored [{d1} + {ds}*1], tmm1",
-        "tilestored [{d2} + {ds}*1], tmm2",
-        "tilestored [{d3} + {ds}*1], tmm3",
         d0 = in(reg) d,
         d1 = in(reg) d.add(256),
-        d2 = in(reg) d.add(512),
-        d3 = in(reg) d.add(768),
         ds = in(reg) 64usize,
         options(nostack),
     );
+    if groups == 2 {
+        asm!(
+            "tilestored [{d2} + {ds}*1], tmm2",
+            "tilestored [{d3} + {ds}*1], tmm3",
+            d2 = in(reg) d.add(512),
+            d3 = in(reg) d.add(768),
+            ds = in(reg) 64usize,
+            options(nostack),
+        );
+    }
 }
 
 /// Bytes of one tile.
@@ -495,7 +504,7 @@ unsafe fn super_rows(
             );
         }
     }
-    store_dots(dots);
+    store_dots(dots, groups);
     let f = w.format();
     for g in 0..groups {
         let (lo, hi) = (dots.add(2 * g * 256), dots.add((2 * g + 1) * 256));

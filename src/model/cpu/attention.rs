@@ -30,8 +30,9 @@ unsafe impl Sync for Run {}
 /// Head sizes the kernel takes.
 pub const HEAD_DIMS: [usize; 3] = [32, 64, 128];
 
-/// Whether this CPU runs [`attend`] (for heads of [`HEAD_DIMS`]).
-pub fn available() -> bool {
+/// Whether this CPU runs the AVX-512 version of [`attend`]; the portable one (compiled for AVX2
+/// and FMA where the CPU has them) runs everywhere.
+pub fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx512f")
@@ -59,16 +60,26 @@ pub struct Dims {
 /// `q`: (batch, heads, seq, head_dim); `runs[b]`: where row `b`'s keys and values for
 /// positions `0..start+seq` are, the new tokens' included (see [`Run`]); `hidden[b][j]`:
 /// position `j` of row `b` is filler. A new token sees the visible positions before it and
-/// itself; a hidden new token gets zeros. Returns (batch, seq, heads, head_dim).
+/// itself; a hidden new token gets zeros. Returns (batch, seq, heads, head_dim). `simd`: the
+/// AVX-512 version ([`simd_available`]); each version gives a row the same bits wherever it
+/// sits.
 ///
 /// # Safety
 /// Every run must point at `len` positions of `kv_heads` heads of `head_dim` floats, heads
 /// `head_stride` floats apart, alive and unchanged for the whole call.
-pub unsafe fn attend(q: &[f32], runs: &[Vec<Run>], hidden: &[Vec<bool>], d: Dims) -> Vec<f32> {
+pub unsafe fn attend(
+    q: &[f32],
+    runs: &[Vec<Run>],
+    hidden: &[Vec<bool>],
+    d: Dims,
+    simd: bool,
+) -> Vec<f32> {
     assert!(
-        available() && HEAD_DIMS.contains(&d.head_dim),
+        HEAD_DIMS.contains(&d.head_dim) && (!simd || simd_available()),
         "attention kernel unavailable"
     );
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
     assert_eq!(q.len(), d.batch * d.heads * d.seq * d.head_dim);
     assert!(runs.len() == d.batch && hidden.len() == d.batch);
     for (r, h) in runs.iter().zip(hidden) {
@@ -100,9 +111,21 @@ pub unsafe fn attend(q: &[f32], runs: &[Vec<Run>], hidden: &[Vec<bool>], d: Dims
             tokens,
             out: out_addr as *mut f32,
         };
-        // SAFETY: checked above that the CPU has AVX-512 F and the shapes; the caller vouches
-        // for the runs; each task writes the output of its own (row, head group, tokens) only.
-        unsafe { x86::group(task) }
+        // SAFETY: checked above that the CPU has AVX-512 F (for `simd`) and the shapes; the
+        // caller vouches for the runs; each task writes the output of its own (row, head
+        // group, tokens) only.
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                x86::group(task)
+            } else if avx2 {
+                x86::group_avx2(task)
+            } else {
+                portable::group(task)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            portable::group(task)
+        }
     });
     out
 }
@@ -118,6 +141,104 @@ struct Task<'a> {
     out: *mut f32,
 }
 
+/// The portable kernel: the steps of the AVX-512 one in plain Rust (scores key by key over
+/// the head's dimensions in order, `exp`, values summed key by key in order), so a row's bits
+/// do not depend on where its keys sit either.
+mod portable {
+    use super::Task;
+
+    /// One (row, key head) pair for some of its new tokens: every query head of the group.
+    ///
+    /// # Safety
+    /// Slices and `out` sized as [`super::attend`] checks.
+    #[inline(always)]
+    pub unsafe fn group(task: Task) {
+        let Task {
+            q,
+            runs,
+            hidden,
+            d,
+            pair,
+            tokens,
+            out,
+        } = task;
+        let (b, kvh) = (pair / d.kv_heads, pair % d.kv_heads);
+        let hd = d.head_dim;
+        let group = d.heads / d.kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let end = d.start + tokens.end;
+        let mut visible: Vec<usize> = Vec::with_capacity(end);
+        let mut keys: Vec<(*const f32, *const f32)> = Vec::with_capacity(end);
+        let mut pos = 0;
+        for run in runs {
+            let head = kvh * run.head_stride;
+            for i in 0..run.len.min(end.saturating_sub(pos)) {
+                if !hidden[pos + i] {
+                    visible.push(pos + i);
+                    keys.push((run.k.add(head + i * hd), run.v.add(head + i * hd)));
+                }
+            }
+            pos += run.len;
+        }
+        // Keys transposed (head_dim x keys): a query's scores are then plain multiply-adds
+        // along a row, which the compiler vectorizes over keys.
+        let n = keys.len();
+        let mut kt = vec![0f32; hd * n];
+        for (j, &(kp, _)) in keys.iter().enumerate() {
+            for (c, &x) in std::slice::from_raw_parts(kp, hd).iter().enumerate() {
+                kt[c * n + j] = x;
+            }
+        }
+        let mut scores = vec![0f32; n];
+        let mut qs = vec![0f32; hd];
+        let mut acc = vec![0f32; hd];
+        for i in tokens {
+            let at = d.start + i;
+            if hidden[at] {
+                // Filler: nothing reads its output; zeros keep it finite.
+                for h in 0..group {
+                    let o = out.add(((b * d.seq + i) * d.heads + kvh * group + h) * hd);
+                    std::ptr::write_bytes(o, 0, hd);
+                }
+                continue;
+            }
+            let count = visible.partition_point(|&j| j <= at);
+            for h in 0..group {
+                let qp = q
+                    .as_ptr()
+                    .add(((b * d.heads + kvh * group + h) * d.seq + i) * hd);
+                for (c, x) in qs.iter_mut().enumerate() {
+                    *x = *qp.add(c) * scale;
+                }
+                let s = &mut scores[..count];
+                s.fill(0.0);
+                for (c, &qc) in qs.iter().enumerate() {
+                    for (sj, &k) in s.iter_mut().zip(&kt[c * n..c * n + count]) {
+                        *sj = qc.mul_add(k, *sj);
+                    }
+                }
+                let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                for x in s.iter_mut() {
+                    *x = (*x - max).exp();
+                }
+                let mut sum = 0f32;
+                acc.fill(0.0);
+                for (&(_, vp), &p) in keys.iter().zip(s.iter()) {
+                    sum += p;
+                    for (a, &x) in acc.iter_mut().zip(std::slice::from_raw_parts(vp, hd)) {
+                        *a = p.mul_add(x, *a);
+                    }
+                }
+                let inv = 1.0 / sum;
+                let o = out.add(((b * d.seq + i) * d.heads + kvh * group + h) * hd);
+                for (c, a) in acc.iter().enumerate() {
+                    *o.add(c) = a * inv;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -127,6 +248,16 @@ mod x86 {
 
     /// Largest head the kernel takes, in floats.
     const MAX_HEAD: usize = 128;
+
+    /// [`super::portable::group`] compiled for AVX2 and FMA: the same bits (`mul_add` is one
+    /// rounding either way), vectorized.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; as [`super::portable::group`].
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn group_avx2(task: Task) {
+        super::portable::group(task)
+    }
 
     /// One (row, key head) pair for some of its new tokens: every query head of the group.
     ///
@@ -262,15 +393,6 @@ mod x86 {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-mod x86 {
-    use super::Task;
-
-    pub unsafe fn group(_: Task) {
-        unreachable!("the attention kernel is x86_64 only")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,9 +461,30 @@ mod tests {
             .collect()
     }
 
-    fn run(q: &[f32], k: &[f32], v: &[f32], cap: usize, hidden: &[Vec<bool>], d: Dims) -> Vec<f32> {
+    /// The versions of the kernel this CPU runs: the portable one always, AVX-512's where the
+    /// CPU has it.
+    fn paths() -> Vec<bool> {
+        let mut paths = vec![false];
+        if simd_available() {
+            paths.push(true);
+        } else {
+            eprintln!("note: no AVX-512 on this CPU; only the portable attention is checked");
+        }
+        paths
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        cap: usize,
+        hidden: &[Vec<bool>],
+        d: Dims,
+        simd: bool,
+    ) -> Vec<f32> {
         // SAFETY: the runs cover the buffers, alive for the call.
-        unsafe { attend(q, &contiguous(k, v, d, cap), hidden, d) }
+        unsafe { attend(q, &contiguous(k, v, d, cap), hidden, d, simd) }
     }
 
     fn data(n: usize, seed: usize) -> Vec<f32> {
@@ -352,10 +495,6 @@ mod tests {
 
     #[test]
     fn matches_the_plain_computation_with_gaps_and_causality() {
-        assert!(
-            available(),
-            "this machine has no AVX-512: the attention kernel cannot be checked"
-        );
         let d = Dims {
             batch: 3,
             seq: 4,
@@ -372,10 +511,12 @@ mod tests {
         hidden[1][0..3].iter_mut().for_each(|h| *h = true); // left padding
         hidden[2][5..8].iter_mut().for_each(|h| *h = true); // filler after a prefix
         hidden[2][10] = true; // a filler token among the new ones: output zero
-        let fast = run(&q, &k, &v, capacity, &hidden, d);
         let slow = attend_reference(&q, &k, &v, capacity, &hidden, d);
-        for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
-            assert!((a - b).abs() < 2e-5, "{i}: {a} vs {b}");
+        for simd in paths() {
+            let fast = run(&q, &k, &v, capacity, &hidden, d, simd);
+            for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+                assert!((a - b).abs() < 2e-5, "simd {simd}, {i}: {a} vs {b}");
+            }
         }
     }
 
@@ -392,14 +533,24 @@ mod tests {
         let q = data(3 * 2 * 64, 4);
         let k = data(8 * 64, 5);
         let v = data(8 * 64, 6);
-        let alone = run(&q, &k, &v, 8, &[vec![false; 7]], plain);
         // The same keys and values behind 3 positions of padding.
         let padded = Dims { start: 8, ..plain };
         let shift = |x: &[f32]| [vec![9.0; 3 * 64], x[..7 * 64].to_vec(), vec![0.0; 64]].concat();
         let mut hidden = vec![false; 10];
         hidden[..3].iter_mut().for_each(|h| *h = true);
-        let behind = run(&q, &shift(&k), &shift(&v), 11, &[hidden], padded);
-        assert_eq!(alone, behind);
+        for simd in paths() {
+            let alone = run(&q, &k, &v, 8, &[vec![false; 7]], plain, simd);
+            let behind = run(
+                &q,
+                &shift(&k),
+                &shift(&v),
+                11,
+                &[hidden.clone()],
+                padded,
+                simd,
+            );
+            assert_eq!(alone, behind, "simd {simd}");
+        }
     }
 
     #[test]
@@ -433,7 +584,6 @@ mod tests {
         let q = data(d.batch * d.heads * d.seq * hd, 11);
         let mut hidden = vec![vec![false; cap]; 2];
         hidden[1][6] = true; // row 1: a gap after the prefix
-        let want = run(&q, &k, &v, cap, &hidden, d);
         let runs: Vec<Vec<Run>> = (0..d.batch)
             .map(|b| {
                 let own = b * d.kv_heads * 3 * hd;
@@ -453,24 +603,35 @@ mod tests {
                 ]
             })
             .collect();
-        // SAFETY: the runs cover the buffers, alive for the call.
-        let got = unsafe { attend(&q, &runs, &hidden, d) };
-        assert_eq!(got, want);
+        for simd in paths() {
+            let want = run(&q, &k, &v, cap, &hidden, d, simd);
+            // SAFETY: the runs cover the buffers, alive for the call.
+            let got = unsafe { attend(&q, &runs, &hidden, d, simd) };
+            assert_eq!(got, want, "simd {simd}");
+        }
     }
 
     #[test]
     fn exp_is_accurate_over_the_softmax_range() {
-        assert!(available());
         let xs: Vec<f32> = (0..=2000).map(|i| -(i as f32) * 0.05).collect();
-        let mut got = xs.clone();
-        // SAFETY: AVX-512 F checked above.
-        unsafe { super::super::simd::x86::exp_shifted(&mut got, 0.0) };
-        for (x, e) in xs.iter().zip(&got) {
-            let want = (*x as f64).exp();
-            assert!(
-                ((*e as f64) - want).abs() <= 1e-6 * want + 1e-37,
-                "exp({x}) = {e}, want {want}"
-            );
+        for simd in paths() {
+            let mut got = xs.clone();
+            if simd {
+                // SAFETY: `paths` gives `simd` only where the CPU has AVX-512 F.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    super::super::simd::x86::exp_shifted(&mut got, 0.0)
+                };
+            } else {
+                got.iter_mut().for_each(|x| *x = x.exp());
+            }
+            for (x, e) in xs.iter().zip(&got) {
+                let want = (*x as f64).exp();
+                assert!(
+                    ((*e as f64) - want).abs() <= 1e-6 * want + 1e-37,
+                    "simd {simd}: exp({x}) = {e}, want {want}"
+                );
+            }
         }
     }
 }

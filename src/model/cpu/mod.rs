@@ -1,8 +1,8 @@
 //! personas' own CPU kernels, by weight format ([`quant`]) and instruction set ([`amx`],
-//! [`avx512`]; the portable Rust of [`quant`], also compiled for AVX2), chosen at run time
+//! [`avx512`], [`avx2`]; the portable Rust of [`quant`] elsewhere), chosen at run time
 //! ([`Kernels`]).
 //!
-//! Each instruction set is a file; a new one (AVX2, NEON) is a new file and a new
+//! Each instruction set is a file; a new one (NEON) is a new file and a new
 //! [`Kernels`] variant. Whatever runs, results are the same bits as the portable kernel's,
 //! which is what the tests check on every path this machine has.
 
@@ -10,6 +10,8 @@
 pub mod amx;
 #[cfg(target_arch = "x86_64")]
 pub mod attention;
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
 #[cfg(openblas)]
@@ -59,7 +61,7 @@ pub enum Kernels {
     Amx,
     /// personas' packed kernels with AVX-512 VNNI.
     Avx512,
-    /// The portable kernels compiled for AVX2 and FMA (same bits as portable, faster).
+    /// personas' packed kernels with AVX2 and FMA, for CPUs without AVX-512 (same bits).
     Avx2,
     /// personas' packed kernels in plain Rust (any CPU; the same bits as AVX-512, slower).
     Portable,
@@ -84,9 +86,7 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx512 => avx512::available(),
             #[cfg(target_arch = "x86_64")]
-            Kernels::Avx2 => {
-                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-            }
+            Kernels::Avx2 => avx2::available(),
             #[cfg(not(target_arch = "x86_64"))]
             Kernels::Amx | Kernels::Avx512 | Kernels::Avx2 => false,
             Kernels::Portable | Kernels::Candle => true,
@@ -112,7 +112,7 @@ impl Kernels {
                 "amx-int8",
             ],
             Kernels::Avx512 => &AVX512,
-            Kernels::Avx2 => &["avx2", "fma"],
+            Kernels::Avx2 => &["avx2", "fma", "f16c"],
             Kernels::Portable | Kernels::Candle => &[],
         }
     }
@@ -300,7 +300,7 @@ unsafe fn kernel_panel(
         #[cfg(target_arch = "x86_64")]
         Kernels::Amx | Kernels::Avx512 => avx512::panel(w, rows, panel, r0, r1, out),
         #[cfg(target_arch = "x86_64")]
-        Kernels::Avx2 => quant::panel_avx2(w, rows, panel, r0, r1, out),
+        Kernels::Avx2 => avx2::panel(w, rows, panel, r0, r1, out),
         _ => quant::panel_portable(w, rows, panel, r0, r1, out),
     }
 }

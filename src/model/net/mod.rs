@@ -203,9 +203,7 @@ impl Llama {
     /// Whether attention runs personas' CPU kernel (then forks of a cache share their prefix).
     fn uses_cpu_attention(&self) -> bool {
         self.cpu_attention
-            && self.avx512_allowed()
             && matches!(self.device, Device::Cpu)
-            && attention::available()
             && attention::HEAD_DIMS.contains(&self.cfg.head_dim)
     }
 
@@ -528,8 +526,10 @@ impl Llama {
                 let q = q.contiguous()?;
                 // SAFETY: the runs point into `cache`'s buffers (and the segments it holds),
                 // alive and not written until this call returns.
-                let out =
-                    with_cpu_f32(&q, |q| unsafe { attention::attend(q, &runs, hidden, dims) })?;
+                let simd = self.avx512_allowed() && attention::simd_available();
+                let out = with_cpu_f32(&q, |q| unsafe {
+                    attention::attend(q, &runs, hidden, dims, simd)
+                })?;
                 let out = Tensor::from_vec(out, (b, t, nh * hd), &self.device)?;
                 return block.wo.forward(&out, self.run());
             }

@@ -36,8 +36,6 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 use rayon::prelude::*;
 
-#[cfg(target_arch = "x86_64")]
-pub use portable::panel_avx2;
 pub use portable::{gemm_portable, panel_portable};
 pub use rows::{Rows, Scheme, STEP};
 

@@ -141,16 +141,6 @@ pub unsafe fn panel_portable(
     panel(w, rows, p, r0, r1, out)
 }
 
-/// [`panel_portable`] compiled for AVX2 and FMA: the same bits, faster.
-///
-/// # Safety
-/// As [`panel_portable`], and the CPU must have AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn panel_avx2(w: &Packed, rows: &Rows, p: usize, r0: usize, r1: usize, out: *mut f32) {
-    panel(w, rows, p, r0, r1, out)
-}
-
 /// Rows r0..r1 of one panel's 32 columns, written into `out` (m x n).
 #[inline(always)]
 unsafe fn panel(w: &Packed, rows: &Rows, p: usize, r0: usize, r1: usize, out: *mut f32) {
