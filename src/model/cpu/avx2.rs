@@ -138,6 +138,46 @@ unsafe fn dots(f: Format, u: *const u8, xq: *const i8) -> [[__m256i; 4]; 2] {
     out
 }
 
+/// [`dots`] straight from a block's packed nibbles (`low`, `high` at the block), for calls of
+/// a row or two, where writing out the unpacked block and reading it back would cost more than
+/// unpacking each 32 bytes as it is used. The same integers, so the same sums.
+#[inline(always)]
+unsafe fn dots_packed(
+    f: Format,
+    low: *const u8,
+    high: *const u8,
+    xq: *const i8,
+) -> [[__m256i; 4]; 2] {
+    let chunk = if f.high_bits() == 2 { 2 } else { 4 };
+    let ones = _mm256_set1_epi16(1);
+    let nib = _mm256_set1_epi8(0x0f);
+    let mut out = [[_mm256_setzero_si256(); 4]; 2];
+    for q in 0..4 {
+        let (mut a0, mut a1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for g in 0..4 {
+            let off = g * 128 + q * 32;
+            let v = _mm256_loadu_si256(low.add(off) as *const __m256i);
+            let lo = with_high(f, _mm256_and_si256(v, nib), high, g, q * 32);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
+            let hi = with_high(f, hi, high, g + 4, q * 32);
+            let x0 = _mm256_set1_epi32((xq.add(4 * g) as *const i32).read_unaligned());
+            let x1 = _mm256_set1_epi32((xq.add(4 * (g + 4)) as *const i32).read_unaligned());
+            a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(lo, x0));
+            a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(hi, x1));
+            if (g + 1) % chunk == 0 {
+                out[0][q] = _mm256_add_epi32(out[0][q], _mm256_madd_epi16(a0, ones));
+                out[1][q] = _mm256_add_epi32(out[1][q], _mm256_madd_epi16(a1, ones));
+                a0 = _mm256_setzero_si256();
+                a1 = _mm256_setzero_si256();
+            }
+        }
+    }
+    out
+}
+
+/// Rows of a call up to which [`dots_packed`] beats unpacking the block once.
+const PACKED_ROWS: usize = 2;
+
 /// 32 f16 values from `at` in f32, 8 a vector. (Functions rather than closures here: closures
 /// do not inherit the caller's target features, so their intrinsics would be calls.)
 #[inline(always)]
@@ -180,11 +220,17 @@ unsafe fn blocks<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usi
         acc.fill([_mm256_setzero_ps(); 4]);
         for b in 0..nb {
             let base = p * nb + b;
-            let low = w.low.as_ptr().add(base * lb);
+            let (low, high) = (
+                w.low.as_ptr().add(base * lb),
+                w.high.as_ptr().add(base * hb),
+            );
+            let direct = f.bytes() || g1 - g0 <= PACKED_ROWS;
             let ints = if f.bytes() {
                 low
             } else {
-                unpack(f, low, w.high.as_ptr().add(base * hb), u.0.as_mut_ptr());
+                if !direct {
+                    unpack(f, low, high, u.0.as_mut_ptr());
+                }
                 u.0.as_ptr()
             };
             let s = base * PANEL;
@@ -196,7 +242,12 @@ unsafe fn blocks<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usi
             };
             for (r, a) in (g0..g1).zip(acc.iter_mut()) {
                 let at = r * nb + b;
-                let [d0, d1] = dots(f, ints, x.q.as_ptr().add(at * BLOCK));
+                let xq = x.q.as_ptr().add(at * BLOCK);
+                let [d0, d1] = if f.bytes() || !direct {
+                    dots(f, ints, xq)
+                } else {
+                    dots_packed(f, low, high, xq)
+                };
                 let zero = _mm256_set1_epi32(if f.bytes() {
                     0
                 } else {
@@ -247,18 +298,25 @@ unsafe fn supers<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usi
             sums.fill([zero; 2]);
             for b in s * per..(s + 1) * per {
                 let base = p * nb + b;
-                unpack(
-                    f,
+                let (low, high) = (
                     w.low.as_ptr().add(base * lb),
                     w.high.as_ptr().add(base * hb),
-                    u.0.as_mut_ptr(),
                 );
+                let direct = g1 - g0 <= PACKED_ROWS;
+                if !direct {
+                    unpack(f, low, high, u.0.as_mut_ptr());
+                }
                 let sc = w.sc.as_ptr().add(base * 2 * PANEL);
                 let first = widen(f.sub16(), sc);
                 let second = widen(f.sub16(), sc.add(PANEL));
                 for (r, e) in (g0..g1).zip(sums.iter_mut()) {
                     let at = r * nb + b;
-                    let [d0, d1] = dots(f, u.0.as_ptr(), x.q.as_ptr().add(at * BLOCK));
+                    let xq = x.q.as_ptr().add(at * BLOCK);
+                    let [d0, d1] = if direct {
+                        dots_packed(f, low, high, xq)
+                    } else {
+                        dots(f, u.0.as_ptr(), xq)
+                    };
                     let sum = *x.sum.get_unchecked(at);
                     if f.sub16() {
                         let s0 = *x.sum16.get_unchecked(at);

@@ -107,10 +107,11 @@ fn every_kernel_matches_the_portable_one_bitwise_and_the_dense_product_closely()
     for f in Format::ALL {
         // Column counts off the 32-panel and row counts off the 4-row tile (VNNI) and the
         // 16-row tile (AMX) exercise the edges; AMX takes 32 rows and more of the 32-weight
-        // formats, 16 and more of K-quants (`amx::pays`).
+        // formats, 16 and more of K-quants (`amx::pays`). AVX2 reads the packed nibbles
+        // directly for groups of up to 2 rows (1, 2, and 16 + 2).
         let (n, k) = (72, 512);
         let (p, deq) = packed(n, k, f, 11);
-        for m in [1, 3, 4, 5, 13, 16, 37, 48, 80] {
+        for m in [1, 2, 3, 4, 5, 13, 16, 18, 37, 48, 80] {
             let x = inputs(m, k);
             let slow = gemm_portable(&p, &x);
             for kernels in fast_kernels() {
