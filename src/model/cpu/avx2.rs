@@ -151,8 +151,8 @@ unsafe fn dots_packed(
     let chunk = if f.high_bits() == 2 { 2 } else { 4 };
     let ones = _mm256_set1_epi16(1);
     let nib = _mm256_set1_epi8(0x0f);
-    let mut out = [[_mm256_setzero_si256(); 4]; 2];
-    for q in 0..4 {
+    let [mut first, mut last] = [[_mm256_setzero_si256(); 4]; 2];
+    for (q, (o0, o1)) in first.iter_mut().zip(last.iter_mut()).enumerate() {
         let (mut a0, mut a1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
         for g in 0..4 {
             let off = g * 128 + q * 32;
@@ -165,14 +165,14 @@ unsafe fn dots_packed(
             a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(lo, x0));
             a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(hi, x1));
             if (g + 1) % chunk == 0 {
-                out[0][q] = _mm256_add_epi32(out[0][q], _mm256_madd_epi16(a0, ones));
-                out[1][q] = _mm256_add_epi32(out[1][q], _mm256_madd_epi16(a1, ones));
+                *o0 = _mm256_add_epi32(*o0, _mm256_madd_epi16(a0, ones));
+                *o1 = _mm256_add_epi32(*o1, _mm256_madd_epi16(a1, ones));
                 a0 = _mm256_setzero_si256();
                 a1 = _mm256_setzero_si256();
             }
         }
     }
-    out
+    [first, last]
 }
 
 /// Rows of a call up to which [`dots_packed`] beats unpacking the block once.
