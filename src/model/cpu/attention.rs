@@ -141,11 +141,80 @@ struct Task<'a> {
     out: *mut f32,
 }
 
+/// Positions up to `end` that key head `kvh` of a row may see (not `hidden`), with the
+/// addresses of their keys and values in `runs`.
+///
+/// # Safety
+/// The runs point at `len` positions of heads of `hd` floats, `head_stride` apart.
+#[inline(always)]
+unsafe fn visible_keys(
+    runs: &[Run],
+    hidden: &[bool],
+    kvh: usize,
+    hd: usize,
+    end: usize,
+) -> (Vec<usize>, Vec<(*const f32, *const f32)>) {
+    let mut visible: Vec<usize> = Vec::with_capacity(end);
+    let mut keys: Vec<(*const f32, *const f32)> = Vec::with_capacity(end);
+    let mut pos = 0;
+    for run in runs {
+        let head = kvh * run.head_stride;
+        for i in 0..run.len.min(end.saturating_sub(pos)) {
+            if !hidden[pos + i] {
+                visible.push(pos + i);
+                keys.push((run.k.add(head + i * hd), run.v.add(head + i * hd)));
+            }
+        }
+        pos += run.len;
+    }
+    (visible, keys)
+}
+
+/// The keys at `keys` transposed (`hd` x `width`, zeros past the keys): a query's scores are
+/// then multiply-adds along rows, vectorized over keys.
+///
+/// # Safety
+/// Each key points at `hd` floats.
+#[inline(always)]
+unsafe fn transposed(keys: &[(*const f32, *const f32)], hd: usize, width: usize) -> Vec<f32> {
+    let mut kt = vec![0f32; hd * width];
+    for (j, &(kp, _)) in keys.iter().enumerate() {
+        for (c, &x) in std::slice::from_raw_parts(kp, hd).iter().enumerate() {
+            kt[c * width + j] = x;
+        }
+    }
+    kt
+}
+
+/// Whether new token `i` of row `b` is filler; if so, zeros its outputs for the query heads of
+/// key head `kvh` (nothing reads them; zeros keep them finite).
+///
+/// # Safety
+/// `out` is [`attend`]'s output.
+#[inline(always)]
+unsafe fn filler(
+    d: Dims,
+    hidden: &[bool],
+    out: *mut f32,
+    (b, kvh): (usize, usize),
+    i: usize,
+) -> bool {
+    if !hidden[d.start + i] {
+        return false;
+    }
+    let group = d.heads / d.kv_heads;
+    for h in 0..group {
+        let o = out.add(((b * d.seq + i) * d.heads + kvh * group + h) * d.head_dim);
+        std::ptr::write_bytes(o, 0, d.head_dim);
+    }
+    true
+}
+
 /// The portable kernel: the steps of the AVX-512 one in plain Rust (scores key by key over
 /// the head's dimensions in order, `exp`, values summed key by key in order), so a row's bits
 /// do not depend on where its keys sit either.
 mod portable {
-    use super::Task;
+    use super::{filler, transposed, visible_keys, Task};
 
     /// One (row, key head) pair for some of its new tokens: every query head of the group.
     ///
@@ -166,40 +235,17 @@ mod portable {
         let hd = d.head_dim;
         let group = d.heads / d.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
-        let end = d.start + tokens.end;
-        let mut visible: Vec<usize> = Vec::with_capacity(end);
-        let mut keys: Vec<(*const f32, *const f32)> = Vec::with_capacity(end);
-        let mut pos = 0;
-        for run in runs {
-            let head = kvh * run.head_stride;
-            for i in 0..run.len.min(end.saturating_sub(pos)) {
-                if !hidden[pos + i] {
-                    visible.push(pos + i);
-                    keys.push((run.k.add(head + i * hd), run.v.add(head + i * hd)));
-                }
-            }
-            pos += run.len;
-        }
+        let (visible, keys) = visible_keys(runs, hidden, kvh, hd, d.start + tokens.end);
         // Keys transposed (head_dim x keys): a query's scores are then plain multiply-adds
         // along a row, which the compiler vectorizes over keys.
         let n = keys.len();
-        let mut kt = vec![0f32; hd * n];
-        for (j, &(kp, _)) in keys.iter().enumerate() {
-            for (c, &x) in std::slice::from_raw_parts(kp, hd).iter().enumerate() {
-                kt[c * n + j] = x;
-            }
-        }
+        let kt = transposed(&keys, hd, n);
         let mut scores = vec![0f32; n];
         let mut qs = vec![0f32; hd];
         let mut acc = vec![0f32; hd];
         for i in tokens {
             let at = d.start + i;
-            if hidden[at] {
-                // Filler: nothing reads its output; zeros keep it finite.
-                for h in 0..group {
-                    let o = out.add(((b * d.seq + i) * d.heads + kvh * group + h) * hd);
-                    std::ptr::write_bytes(o, 0, hd);
-                }
+            if filler(d, hidden, out, (b, kvh), i) {
                 continue;
             }
             let count = visible.partition_point(|&j| j <= at);
@@ -312,38 +358,13 @@ mod x86 {
         let hd = V * 16;
         let group = d.heads / d.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
-        let end = d.start + tokens.end;
-        // Positions this task's tokens may see, with the addresses of their keys and values.
-        let mut visible: Vec<usize> = Vec::with_capacity(end);
-        let mut keys: Vec<(*const f32, *const f32)> = Vec::with_capacity(end);
-        let mut pos = 0;
-        for run in runs {
-            let head = kvh * run.head_stride;
-            for i in 0..run.len.min(end.saturating_sub(pos)) {
-                if !hidden[pos + i] {
-                    visible.push(pos + i);
-                    keys.push((run.k.add(head + i * hd), run.v.add(head + i * hd)));
-                }
-            }
-            pos += run.len;
-        }
+        let (visible, keys) = super::visible_keys(runs, hidden, kvh, hd, d.start + tokens.end);
         let padded = visible.len().div_ceil(16) * 16;
-        let mut kt = vec![0f32; hd * padded];
-        for (jj, &(kp, _)) in keys.iter().enumerate() {
-            let kj = std::slice::from_raw_parts(kp, hd);
-            for (c, &x) in kj.iter().enumerate() {
-                *kt.get_unchecked_mut(c * padded + jj) = x;
-            }
-        }
+        let kt = super::transposed(&keys, hd, padded);
         let mut scores = vec![0f32; H * padded];
         for i in tokens {
             let at = d.start + i;
-            if hidden[at] {
-                // Filler: nothing reads its output; zeros keep it finite.
-                for h in 0..group {
-                    let o = out.add(((b * d.seq + i) * d.heads + kvh * group + h) * hd);
-                    std::ptr::write_bytes(o, 0, hd);
-                }
+            if super::filler(d, hidden, out, (b, kvh), i) {
                 continue;
             }
             let count = visible.partition_point(|&j| j <= at);
