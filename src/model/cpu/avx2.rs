@@ -96,19 +96,24 @@ unsafe fn unpack(f: Format, low: *const u8, high: *const u8, u: *mut u8) {
     }
 }
 
+/// `vpmaddubsw` results added in 16 bits before widening: each is at most 2 x 127 x the
+/// largest integer (15, 31, 63), so 4, 4 and 2 of them fit; Q8_0's (up to 2 x 128 x 127) only
+/// one.
+#[inline(always)]
+fn chunk(f: Format) -> usize {
+    match (f.bytes(), f.high_bits()) {
+        (true, _) => 1,
+        (_, 2) => 2,
+        _ => 4,
+    }
+}
+
 /// One input row's integer dot products with a block's bytes `u`, per column: `[half][q]`,
 /// lane `l` of `q` being column `8q + l`, half 0 the first 16 inputs. For Q8_0 the products
 /// are of `u - 128` (the zero taken out).
 #[inline(always)]
 unsafe fn dots(f: Format, u: *const u8, xq: *const i8) -> [[__m256i; 4]; 2] {
-    // `vpmaddubsw` results added in 16 bits before widening: each is at most 2 x 127 x the
-    // largest integer (15, 31, 63), so 4, 4 and 2 of them fit; Q8_0's (up to 2 x 128 x 127)
-    // only one.
-    let chunk = match (f.bytes(), f.high_bits()) {
-        (true, _) => 1,
-        (_, 2) => 2,
-        _ => 4,
-    };
+    let chunk = chunk(f);
     let ones = _mm256_set1_epi16(1);
     let flip = _mm256_set1_epi8(-128);
     let mut out = [[_mm256_setzero_si256(); 4]; 2];
@@ -148,7 +153,7 @@ unsafe fn dots_packed(
     high: *const u8,
     xq: *const i8,
 ) -> [[__m256i; 4]; 2] {
-    let chunk = if f.high_bits() == 2 { 2 } else { 4 };
+    let chunk = chunk(f);
     let ones = _mm256_set1_epi16(1);
     let nib = _mm256_set1_epi8(0x0f);
     let [mut first, mut last] = [[_mm256_setzero_si256(); 4]; 2];
@@ -177,6 +182,35 @@ unsafe fn dots_packed(
 
 /// Rows of a call up to which [`dots_packed`] beats unpacking the block once.
 const PACKED_ROWS: usize = 2;
+
+/// Readies block `low`/`high` for `rows` rows: unpacked into `u` (nibble formats, many rows)
+/// or read where it is (Q8_0's bytes; [`dots_packed`] for a row or two). Returns whether the
+/// packed nibbles are read directly.
+#[inline(always)]
+unsafe fn prepare(f: Format, low: *const u8, high: *const u8, u: *mut u8, rows: usize) -> bool {
+    let packed = !f.bytes() && rows <= PACKED_ROWS;
+    if !f.bytes() && !packed {
+        unpack(f, low, high, u);
+    }
+    packed
+}
+
+/// One row's [`dots`] with a block readied by [`prepare`].
+#[inline(always)]
+unsafe fn block_dots(
+    f: Format,
+    (low, high, u): (*const u8, *const u8, *const u8),
+    packed: bool,
+    xq: *const i8,
+) -> [[__m256i; 4]; 2] {
+    if f.bytes() {
+        dots(f, low, xq)
+    } else if packed {
+        dots_packed(f, low, high, xq)
+    } else {
+        dots(f, u, xq)
+    }
+}
 
 /// 32 f16 values from `at` in f32, 8 a vector. (Functions rather than closures here: closures
 /// do not inherit the caller's target features, so their intrinsics would be calls.)
@@ -224,15 +258,7 @@ unsafe fn blocks<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usi
                 w.low.as_ptr().add(base * lb),
                 w.high.as_ptr().add(base * hb),
             );
-            let direct = f.bytes() || g1 - g0 <= PACKED_ROWS;
-            let ints = if f.bytes() {
-                low
-            } else {
-                if !direct {
-                    unpack(f, low, high, u.0.as_mut_ptr());
-                }
-                u.0.as_ptr()
-            };
+            let packed = prepare(f, low, high, u.0.as_mut_ptr(), g1 - g0);
             let s = base * PANEL;
             let dd = halfs(w.d.as_ptr().add(s));
             let mm = if f.has_min() {
@@ -243,11 +269,7 @@ unsafe fn blocks<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usi
             for (r, a) in (g0..g1).zip(acc.iter_mut()) {
                 let at = r * nb + b;
                 let xq = x.q.as_ptr().add(at * BLOCK);
-                let [d0, d1] = if f.bytes() || !direct {
-                    dots(f, ints, xq)
-                } else {
-                    dots_packed(f, low, high, xq)
-                };
+                let [d0, d1] = block_dots(f, (low, high, u.0.as_ptr()), packed, xq);
                 let zero = _mm256_set1_epi32(if f.bytes() {
                     0
                 } else {
@@ -302,21 +324,14 @@ unsafe fn supers<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usi
                     w.low.as_ptr().add(base * lb),
                     w.high.as_ptr().add(base * hb),
                 );
-                let direct = g1 - g0 <= PACKED_ROWS;
-                if !direct {
-                    unpack(f, low, high, u.0.as_mut_ptr());
-                }
+                let packed = prepare(f, low, high, u.0.as_mut_ptr(), g1 - g0);
                 let sc = w.sc.as_ptr().add(base * 2 * PANEL);
                 let first = widen(f.sub16(), sc);
                 let second = widen(f.sub16(), sc.add(PANEL));
                 for (r, e) in (g0..g1).zip(sums.iter_mut()) {
                     let at = r * nb + b;
                     let xq = x.q.as_ptr().add(at * BLOCK);
-                    let [d0, d1] = if direct {
-                        dots_packed(f, low, high, xq)
-                    } else {
-                        dots(f, u.0.as_ptr(), xq)
-                    };
+                    let [d0, d1] = block_dots(f, (low, high, u.0.as_ptr()), packed, xq);
                     let sum = *x.sum.get_unchecked(at);
                     if f.sub16() {
                         let s0 = *x.sum16.get_unchecked(at);
