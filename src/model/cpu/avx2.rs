@@ -96,47 +96,67 @@ unsafe fn unpack(f: Format, low: *const u8, high: *const u8, u: *mut u8) {
     }
 }
 
-/// `vpmaddubsw` results added in 16 bits before widening: each is at most 2 x 127 x the
-/// largest integer (15, 31, 63), so 4, 4 and 2 of them fit; Q8_0's (up to 2 x 128 x 127) only
-/// one.
+/// `vpmaddubsw` results added in 16 bits before widening: each is at most 2 x 128 x the
+/// largest integer (15, 31, 63), so 8, 4 and 2 of them fit in i16; Q8_0's (up to 2 x 128 x 128
+/// with the sign trick) only one.
 #[inline(always)]
 fn chunk(f: Format) -> usize {
     match (f.bytes(), f.high_bits()) {
         (true, _) => 1,
         (_, 2) => 2,
-        _ => 4,
+        (_, 1) => 4,
+        _ => 8,
     }
 }
 
-/// One input row's integer dot products with a block's bytes `u`, per column: `[half][q]`,
-/// lane `l` of `q` being column `8q + l`, half 0 the first 16 inputs. For Q8_0 the products
-/// are of `u - 128` (the zero taken out).
+/// Per-column weights of a block's integer dot products, as i16 pairs for `vpmaddwd`: `[half]
+/// [q]`, lane pair `l` of `q` for column `8q + l`, half 0 for the first 16 inputs. Ones give
+/// the plain dot products; a K-quant's small scales give `sum sc * dot` in the same widening.
+type Weights = [[__m256i; 4]; 2];
+
+/// [`Weights`] of one: the plain dot products.
 #[inline(always)]
-unsafe fn dots(f: Format, u: *const u8, xq: *const i8) -> [[__m256i; 4]; 2] {
+unsafe fn ones() -> Weights {
+    [[_mm256_set1_epi16(1); 4]; 2]
+}
+
+/// 32-bit lanes `v` (values that fit in i16) as the pair (v, v) of i16 each, for `vpmaddwd`.
+#[inline(always)]
+unsafe fn paired(v: __m256i) -> __m256i {
+    _mm256_or_si256(
+        _mm256_and_si256(v, _mm256_set1_epi32(0xffff)),
+        _mm256_slli_epi32::<16>(v),
+    )
+}
+
+/// One input row's integer dot products with a block's bytes `u`, weighted per column and half
+/// by `w` and summed over the block: lane `l` of `[q]` is column `8q + l`. For Q8_0 the
+/// products are of `u - 128` (the zero taken out). Exact integers, whatever the chunking.
+#[inline(always)]
+unsafe fn dots(f: Format, u: *const u8, xq: *const i8, w: &Weights) -> [__m256i; 4] {
     let chunk = chunk(f);
-    let ones = _mm256_set1_epi16(1);
     let flip = _mm256_set1_epi8(-128);
-    let mut out = [[_mm256_setzero_si256(); 4]; 2];
-    for (half, o) in out.iter_mut().enumerate() {
-        let mut acc = [_mm256_setzero_si256(); 4];
-        for gi in 0..4 {
-            let g = 4 * half + gi;
-            let xb = _mm256_set1_epi32((xq.add(4 * g) as *const i32).read_unaligned());
-            for (q, a) in acc.iter_mut().enumerate() {
-                let v = _mm256_loadu_si256(u.add(g * 128 + q * 32) as *const __m256i);
-                let prod = if f.bytes() {
-                    let s = _mm256_xor_si256(v, flip);
-                    _mm256_maddubs_epi16(_mm256_sign_epi8(s, s), _mm256_sign_epi8(xb, s))
-                } else {
-                    _mm256_maddubs_epi16(v, xb)
-                };
-                *a = _mm256_add_epi16(*a, prod);
-            }
-            if (gi + 1) % chunk == 0 {
-                for (o, a) in o.iter_mut().zip(acc.iter_mut()) {
-                    *o = _mm256_add_epi32(*o, _mm256_madd_epi16(*a, ones));
-                    *a = _mm256_setzero_si256();
-                }
+    let mut out = [_mm256_setzero_si256(); 4];
+    let mut acc = [_mm256_setzero_si256(); 4];
+    for g in 0..8 {
+        let xb = _mm256_set1_epi32((xq.add(4 * g) as *const i32).read_unaligned());
+        for (q, a) in acc.iter_mut().enumerate() {
+            let v = _mm256_loadu_si256(u.add(g * 128 + q * 32) as *const __m256i);
+            let prod = if f.bytes() {
+                let s = _mm256_xor_si256(v, flip);
+                _mm256_maddubs_epi16(_mm256_sign_epi8(s, s), _mm256_sign_epi8(xb, s))
+            } else {
+                _mm256_maddubs_epi16(v, xb)
+            };
+            *a = if g % chunk == 0 {
+                prod
+            } else {
+                _mm256_add_epi16(*a, prod)
+            };
+        }
+        if (g + 1) % chunk == 0 {
+            for ((o, a), w) in out.iter_mut().zip(&acc).zip(&w[g / 4]) {
+                *o = _mm256_add_epi32(*o, _mm256_madd_epi16(*a, *w));
             }
         }
     }
@@ -152,12 +172,13 @@ unsafe fn dots_packed(
     low: *const u8,
     high: *const u8,
     xq: *const i8,
-) -> [[__m256i; 4]; 2] {
-    let chunk = chunk(f);
-    let ones = _mm256_set1_epi16(1);
+    w: &Weights,
+) -> [__m256i; 4] {
+    // Halves apart (a nibble's two halves are the inputs g and g + 4), so at most 4 a chunk.
+    let chunk = chunk(f).min(4);
     let nib = _mm256_set1_epi8(0x0f);
-    let [mut first, mut last] = [[_mm256_setzero_si256(); 4]; 2];
-    for (q, (o0, o1)) in first.iter_mut().zip(last.iter_mut()).enumerate() {
+    let mut out = [_mm256_setzero_si256(); 4];
+    for (q, o) in out.iter_mut().enumerate() {
         let (mut a0, mut a1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
         for g in 0..4 {
             let off = g * 128 + q * 32;
@@ -167,17 +188,20 @@ unsafe fn dots_packed(
             let hi = with_high(f, hi, high, g + 4, q * 32);
             let x0 = _mm256_set1_epi32((xq.add(4 * g) as *const i32).read_unaligned());
             let x1 = _mm256_set1_epi32((xq.add(4 * (g + 4)) as *const i32).read_unaligned());
-            a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(lo, x0));
-            a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(hi, x1));
+            let (p0, p1) = (_mm256_maddubs_epi16(lo, x0), _mm256_maddubs_epi16(hi, x1));
+            if g % chunk == 0 {
+                (a0, a1) = (p0, p1);
+            } else {
+                a0 = _mm256_add_epi16(a0, p0);
+                a1 = _mm256_add_epi16(a1, p1);
+            }
             if (g + 1) % chunk == 0 {
-                *o0 = _mm256_add_epi32(*o0, _mm256_madd_epi16(a0, ones));
-                *o1 = _mm256_add_epi32(*o1, _mm256_madd_epi16(a1, ones));
-                a0 = _mm256_setzero_si256();
-                a1 = _mm256_setzero_si256();
+                *o = _mm256_add_epi32(*o, _mm256_madd_epi16(a0, w[0][q]));
+                *o = _mm256_add_epi32(*o, _mm256_madd_epi16(a1, w[1][q]));
             }
         }
     }
-    [first, last]
+    out
 }
 
 /// Rows of a call up to which [`dots_packed`] beats unpacking the block once.
@@ -202,13 +226,14 @@ unsafe fn block_dots(
     (low, high, u): (*const u8, *const u8, *const u8),
     packed: bool,
     xq: *const i8,
-) -> [[__m256i; 4]; 2] {
+    w: &Weights,
+) -> [__m256i; 4] {
     if f.bytes() {
-        dots(f, low, xq)
+        dots(f, low, xq, w)
     } else if packed {
-        dots_packed(f, low, high, xq)
+        dots_packed(f, low, high, xq, w)
     } else {
-        dots(f, u, xq)
+        dots(f, u, xq, w)
     }
 }
 
@@ -248,6 +273,7 @@ unsafe fn blocks<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usi
     #[repr(align(32))]
     struct Bytes([u8; PANEL * BLOCK]);
     let mut u = Bytes([0; PANEL * BLOCK]);
+    let ones = ones();
     let mut acc = [[_mm256_setzero_ps(); 4]; GROUP];
     for g0 in (r0..r1).step_by(GROUP) {
         let g1 = (g0 + GROUP).min(r1);
@@ -269,7 +295,7 @@ unsafe fn blocks<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usi
             for (r, a) in (g0..g1).zip(acc.iter_mut()) {
                 let at = r * nb + b;
                 let xq = x.q.as_ptr().add(at * BLOCK);
-                let [d0, d1] = block_dots(f, (low, high, u.0.as_ptr()), packed, xq);
+                let dot = block_dots(f, (low, high, u.0.as_ptr()), packed, xq, &ones);
                 let zero = _mm256_set1_epi32(if f.bytes() {
                     0
                 } else {
@@ -282,7 +308,7 @@ unsafe fn blocks<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usi
                     0.0
                 });
                 for q in 0..4 {
-                    let total = _mm256_sub_epi32(_mm256_add_epi32(d0[q], d1[q]), zero);
+                    let total = _mm256_sub_epi32(dot[q], zero);
                     let t =
                         _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(dd[q], dx), a[q]);
                     a[q] = if f.has_min() {
@@ -298,62 +324,69 @@ unsafe fn blocks<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usi
 }
 
 /// Rows r0..r1 of panel `p` of a K-quant: integer sums over each super-block in the order of
-/// `portable::super_terms`, then `portable::finish`.
+/// `portable::super_terms` (exact, so in any order), then `portable::finish`.
+///
+/// A super-block's 8 blocks are readied at once (unpacked: 8 KB, in L1) with their weights, so
+/// each row runs through the whole super-block with its sums in registers.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn supers<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usize, out: *mut f32) {
+    const PER: usize = SUPER / BLOCK;
     let f = format(F);
     let nb = w.blocks();
-    let (per, ns) = (SUPER / BLOCK, w.k() / SUPER);
+    let ns = w.k() / SUPER;
     let (lb, hb) = (f.low_bytes(), f.high_bytes());
     #[repr(align(32))]
-    struct Bytes([u8; PANEL * BLOCK]);
-    let mut u = Bytes([0; PANEL * BLOCK]);
+    struct Bytes(#[allow(dead_code)] [[u8; PANEL * BLOCK]; PER]);
+    // Not zeroed (8 KB a call, one call a panel in decode): only unpacked blocks are read.
+    let mut u = std::mem::MaybeUninit::<Bytes>::uninit();
+    let u = u.as_mut_ptr() as *mut [u8; PANEL * BLOCK];
     let zero = [_mm256_setzero_si256(); 4];
-    let mut acc = [[_mm256_setzero_ps(); 4]; GROUP];
-    // Per row: the super-block's `sum sc * dot` and `sum m * sum(x)`.
-    let mut sums = [[zero; 2]; GROUP];
+    // Per block: the weights of its dot products (its scales, as i16 pairs), Q6_K's zero
+    // pairs `(z sc0, z sc1)`; per two blocks, their minimums as i16 pairs (Q4_K, Q5_K).
+    let mut weights = [[zero; 2]; PER];
+    let mut zeros = [zero; PER];
+    let mut mins = [zero; PER / 2];
+    let mut ptrs = [(std::ptr::null::<u8>(), std::ptr::null::<u8>()); PER];
     let z = f.zero();
+    let mut acc = [[_mm256_setzero_ps(); 4]; GROUP];
     for g0 in (r0..r1).step_by(GROUP) {
         let g1 = (g0 + GROUP).min(r1);
         acc.fill([_mm256_setzero_ps(); 4]);
         for s in 0..ns {
-            sums.fill([zero; 2]);
-            for b in s * per..(s + 1) * per {
-                let base = p * nb + b;
+            let mut packed = false;
+            for j in 0..PER {
+                let base = p * nb + s * PER + j;
                 let (low, high) = (
                     w.low.as_ptr().add(base * lb),
                     w.high.as_ptr().add(base * hb),
                 );
-                let packed = prepare(f, low, high, u.0.as_mut_ptr(), g1 - g0);
+                ptrs[j] = (low, high);
+                packed = prepare(f, low, high, (*u.add(j)).as_mut_ptr(), g1 - g0);
                 let sc = w.sc.as_ptr().add(base * 2 * PANEL);
                 let first = widen(f.sub16(), sc);
                 let second = widen(f.sub16(), sc.add(PANEL));
-                for (r, e) in (g0..g1).zip(sums.iter_mut()) {
-                    let at = r * nb + b;
-                    let xq = x.q.as_ptr().add(at * BLOCK);
-                    let [d0, d1] = block_dots(f, (low, high, u.0.as_ptr()), packed, xq);
-                    let sum = *x.sum.get_unchecked(at);
-                    if f.sub16() {
-                        let s0 = *x.sum16.get_unchecked(at);
-                        let (z0, z1) =
-                            (_mm256_set1_epi32(z * s0), _mm256_set1_epi32(z * (sum - s0)));
-                        for q in 0..4 {
-                            let t0 = _mm256_mullo_epi32(first[q], _mm256_sub_epi32(d0[q], z0));
-                            let t1 = _mm256_mullo_epi32(second[q], _mm256_sub_epi32(d1[q], z1));
-                            e[0][q] = _mm256_add_epi32(e[0][q], _mm256_add_epi32(t0, t1));
-                        }
+                for q in 0..4 {
+                    weights[j][0][q] = paired(first[q]);
+                    weights[j][1][q] = if f.sub16() {
+                        paired(second[q])
                     } else {
-                        // m (at most 63) times the block's sum (|sum| < 2^15): one 16-bit
-                        // product per lane, exact.
-                        let xs = _mm256_set1_epi32(sum & 0xffff);
-                        for q in 0..4 {
-                            let dot = _mm256_add_epi32(d0[q], d1[q]);
-                            e[0][q] = _mm256_add_epi32(e[0][q], _mm256_mullo_epi32(first[q], dot));
-                            if f.has_min() {
-                                let m = _mm256_madd_epi16(second[q], xs);
-                                e[1][q] = _mm256_add_epi32(e[1][q], m);
-                            }
-                        }
+                        weights[j][0][q]
+                    };
+                    if f.sub16() {
+                        let (z0, z1) = (
+                            _mm256_mullo_epi32(first[q], _mm256_set1_epi32(z)),
+                            _mm256_mullo_epi32(second[q], _mm256_set1_epi32(z)),
+                        );
+                        zeros[j][q] = _mm256_or_si256(
+                            _mm256_and_si256(z0, _mm256_set1_epi32(0xffff)),
+                            _mm256_slli_epi32::<16>(z1),
+                        );
+                    } else if f.has_min() {
+                        mins[j / 2][q] = if j % 2 == 0 {
+                            second[q]
+                        } else {
+                            _mm256_or_si256(mins[j / 2][q], _mm256_slli_epi32::<16>(second[q]))
+                        };
                     }
                 }
             }
@@ -364,13 +397,47 @@ unsafe fn supers<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usi
             } else {
                 [_mm256_setzero_ps(); 4]
             };
-            for ((r, a), e) in (g0..g1).zip(acc.iter_mut()).zip(&sums) {
+            for (r, a) in (g0..g1).zip(acc.iter_mut()) {
+                // The super-block's `sum sc * dot` (Q6_K: less its zero's share) and
+                // `sum m * sum(x)`.
+                let (mut e0, mut e1) = (zero, zero);
+                for j in 0..PER {
+                    let at = r * nb + s * PER + j;
+                    let xq = x.q.as_ptr().add(at * BLOCK);
+                    let (low, high) = ptrs[j];
+                    let ready = (low, high, (*u.add(j)).as_ptr());
+                    let dot = block_dots(f, ready, packed, xq, &weights[j]);
+                    if f.sub16() {
+                        let s0 = *x.sum16.get_unchecked(at);
+                        let sum = *x.sum.get_unchecked(at);
+                        let xs = _mm256_set1_epi32((s0 & 0xffff) | ((sum - s0) << 16));
+                        for q in 0..4 {
+                            let t = _mm256_sub_epi32(dot[q], _mm256_madd_epi16(zeros[j][q], xs));
+                            e0[q] = _mm256_add_epi32(e0[q], t);
+                        }
+                    } else {
+                        for q in 0..4 {
+                            e0[q] = _mm256_add_epi32(e0[q], dot[q]);
+                        }
+                    }
+                }
+                if f.has_min() {
+                    // m (at most 63) against the blocks' input sums (|sum| < 2^15), two blocks
+                    // a `vpmaddwd`: exact.
+                    let pairs = x.pairs.as_ptr().add((r * ns + s) * PER / 2);
+                    for (j, m) in mins.iter().enumerate() {
+                        let xs = _mm256_set1_epi32(*pairs.add(j));
+                        for q in 0..4 {
+                            e1[q] = _mm256_add_epi32(e1[q], _mm256_madd_epi16(m[q], xs));
+                        }
+                    }
+                }
                 let dx = _mm256_set1_ps(*x.d.get_unchecked(r * ns + s));
                 for q in 0..4 {
                     let t =
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(e[0][q]), _mm256_mul_ps(d[q], dx), a[q]);
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(e0[q]), _mm256_mul_ps(d[q], dx), a[q]);
                     a[q] = if f.has_min() {
-                        _mm256_fnmadd_ps(_mm256_cvtepi32_ps(e[1][q]), _mm256_mul_ps(dmin[q], dx), t)
+                        _mm256_fnmadd_ps(_mm256_cvtepi32_ps(e1[q]), _mm256_mul_ps(dmin[q], dx), t)
                     } else {
                         t
                     };
@@ -400,4 +467,118 @@ unsafe fn store(w: &Packed, p: usize, r0: usize, acc: &[[__m256; 4]], out: *mut 
             std::ptr::copy_nonoverlapping(row.as_ptr(), dst, cols);
         }
     }
+}
+
+/// 32 i32 (four vectors, in order) as 32 bytes in order, truncated (the values fit).
+#[inline(always)]
+unsafe fn bytes(v: [__m256i; 4], out: *mut i8) {
+    // The packs work within 128-bit lanes: [v0 lo, v1 lo, v2 lo, v3 lo | v0 hi, ...] by 4
+    // bytes, put back in order by one permutation.
+    let ab = _mm256_packs_epi32(v[0], v[1]);
+    let cd = _mm256_packs_epi32(v[2], v[3]);
+    let all = _mm256_packs_epi16(ab, cd);
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    _mm256_storeu_si256(out as *mut __m256i, _mm256_permutevar8x32_epi32(all, order));
+}
+
+/// Whether any of `v` is infinite or NaN (`x - x` is NaN exactly there).
+#[inline(always)]
+unsafe fn bad(v: __m256) -> bool {
+    let z = _mm256_sub_ps(v, v);
+    _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(z, z)) != 0
+}
+
+/// `|v|`.
+#[inline(always)]
+unsafe fn abs(v: __m256) -> __m256 {
+    _mm256_andnot_ps(_mm256_set1_ps(-0.0), v)
+}
+
+/// The largest of `v`'s lanes.
+#[inline(always)]
+unsafe fn reduce_max(v: __m256) -> f32 {
+    let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
+}
+
+/// [`super::quant::rows::quantize_block`] with AVX2: the same rounding (to nearest, ties to
+/// even, the default MXCSR mode) and the same `1 / d`, so the same bytes.
+///
+/// # Safety
+/// The CPU must have what [`available`] checks; `x` and `q` hold 32 values.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
+    debug_assert!(x.len() == BLOCK && q.len() == BLOCK);
+    let mut v = [_mm256_setzero_ps(); 4];
+    let mut finite = true;
+    for (i, v) in v.iter_mut().enumerate() {
+        *v = _mm256_loadu_ps(x.as_ptr().add(8 * i));
+        finite &= !bad(*v);
+    }
+    if !finite {
+        q.fill(0);
+        return f32::NAN;
+    }
+    let amax = reduce_max(_mm256_max_ps(
+        _mm256_max_ps(abs(v[0]), abs(v[1])),
+        _mm256_max_ps(abs(v[2]), abs(v[3])),
+    ));
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let mut n = [_mm256_setzero_si256(); 4];
+    for (n, v) in n.iter_mut().zip(v) {
+        *n = _mm256_cvtps_epi32(_mm256_mul_ps(v, id));
+    }
+    bytes(n, q.as_mut_ptr());
+    d
+}
+
+/// [`super::quant::rows::quantize_super`] with AVX2: the same largest value, scale and
+/// rounding, so the same bytes.
+///
+/// # Safety
+/// The CPU must have what [`available`] checks; `x` and `q` hold 256 values.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_super(x: &[f32], q: &mut [i8]) -> f32 {
+    debug_assert!(x.len() == SUPER && q.len() == SUPER);
+    let mut amax = _mm256_setzero_ps();
+    let mut finite = true;
+    for c in x.chunks_exact(8) {
+        let v = _mm256_loadu_ps(c.as_ptr());
+        finite &= !bad(v);
+        amax = _mm256_max_ps(amax, abs(v));
+    }
+    if !finite {
+        q.fill(0);
+        return f32::NAN;
+    }
+    let amax = reduce_max(amax);
+    if amax == 0.0 {
+        q.fill(0);
+        return 0.0;
+    }
+    // The first value of that magnitude, with its sign.
+    let top = _mm256_set1_ps(amax);
+    let mut max = amax;
+    for (i, c) in x.chunks_exact(8).enumerate() {
+        let hit = _mm256_cmp_ps::<_CMP_EQ_OQ>(abs(_mm256_loadu_ps(c.as_ptr())), top);
+        let hit = _mm256_movemask_ps(hit);
+        if hit != 0 {
+            max = x[i * 8 + hit.trailing_zeros() as usize];
+            break;
+        }
+    }
+    let iscale = -127.0 / max;
+    let is = _mm256_set1_ps(iscale);
+    let cap = _mm256_set1_epi32(127);
+    for (c, o) in x.chunks_exact(BLOCK).zip(q.chunks_exact_mut(BLOCK)) {
+        let mut n = [_mm256_setzero_si256(); 4];
+        for (i, n) in n.iter_mut().enumerate() {
+            let v = _mm256_loadu_ps(c.as_ptr().add(8 * i));
+            *n = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, is)), cap);
+        }
+        bytes(n, o.as_mut_ptr());
+    }
+    1.0 / iscale
 }

@@ -203,7 +203,9 @@ pub fn gemm_parts(parts: &[&Packed], x: &[f32], kernels: Kernels) -> Vec<Vec<f32
         kernels.packs() && kernels.available(),
         "{kernels} kernels here"
     );
-    let simd = matches!(kernels, Kernels::Amx | Kernels::Avx512);
+    // The inputs are quantized with the widest vectors this CPU has, whichever kernels run
+    // (the same bytes); the portable kernels quantize portably, to stand alone.
+    let simd = kernels != Kernels::Portable;
     // The inputs quantized once for each scheme the parts need (Q8_K for K-quants, Q8_0/Q8_1
     // for the others).
     let quantized = |scheme: quant::Scheme| {

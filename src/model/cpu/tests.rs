@@ -215,18 +215,63 @@ fn super_blocks_are_quantized_as_llamacpp_q8_k() {
     // All zeros: scale 0, bytes 0.
     let d = quantize_super(&[0.0; 256], &mut q);
     assert_eq!((d, q.iter().all(|&v| v == 0)), (0.0, true));
-    #[cfg(target_arch = "x86_64")]
+}
+
+/// Every vector quantizer this CPU runs gives the portable bytes and scale, for blocks of 32
+/// and super-blocks of 256: ordinary values, a tie, zeros, the largest value negative or
+/// repeated, and a NaN.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn vector_quantizers_give_the_portable_bytes() {
+    use super::quant::rows::{quantize_block, quantize_super};
+    type Quantizer = unsafe fn(&[f32], &mut [i8]) -> f32;
+    let mut paths: Vec<(&str, Quantizer, Quantizer)> = Vec::new();
     if super::avx512::available() {
-        for seed in 0..20usize {
-            let x: Vec<f32> = inputs(1, 256 + seed)[seed..seed + 256].to_vec();
-            let mut fast = vec![0i8; 256];
-            // SAFETY: AVX-512 is available (checked above).
-            let df = unsafe { super::avx512::quantize_super(&x, &mut fast) };
+        paths.push((
+            "avx512",
+            super::avx512::quantize_block,
+            super::avx512::quantize_super,
+        ));
+    }
+    if super::avx2::available() {
+        paths.push((
+            "avx2",
+            super::avx2::quantize_block,
+            super::avx2::quantize_super,
+        ));
+    }
+    assert!(!paths.is_empty(), "no vector quantizer on this CPU");
+    let mut cases: Vec<Vec<f32>> = (0..20usize)
+        .map(|seed| inputs(1, 256 + seed)[seed..seed + 256].to_vec())
+        .collect();
+    let mut special = vec![0.5f32; 256];
+    (special[3], special[40], special[41]) = (-2.0, 2.0, -2.0);
+    cases.push(special.clone());
+    special[200] = f32::NAN;
+    cases.push(special);
+    cases.push(vec![0.0; 256]);
+    for (name, block, sup) in paths {
+        for (i, x) in cases.iter().enumerate() {
+            let (mut fast, mut slow) = ([0i8; 256], [0i8; 256]);
+            // SAFETY: the CPU has this path's instructions (checked above).
+            let df = unsafe { sup(x, &mut fast) };
+            let ds = quantize_super(x, &mut slow);
             assert_eq!(
-                (df.to_bits(), &fast),
-                (quantize_super(&x, &mut q).to_bits(), &q),
-                "seed {seed}"
+                (df.to_bits(), fast),
+                (ds.to_bits(), slow),
+                "{name} super {i}"
             );
+            for b in 0..8 {
+                let r = b * 32..(b + 1) * 32;
+                // SAFETY: as above.
+                let df = unsafe { block(&x[r.clone()], &mut fast[r.clone()]) };
+                let ds = quantize_block(&x[r.clone()], &mut slow[r.clone()]);
+                assert_eq!(
+                    (df.to_bits(), &fast[r.clone()]),
+                    (ds.to_bits(), &slow[r]),
+                    "{name} block {i}.{b}"
+                );
+            }
         }
     }
 }

@@ -62,8 +62,10 @@ pub struct Rows {
 
 impl Rows {
     /// Quantizes `m` rows of `k` values (row-major). `k` must be a multiple of the scheme's
-    /// unit. `simd`: use the AVX-512 code (same bytes, faster).
+    /// unit. `simd`: use the widest vectors this CPU has (AVX-512 or AVX2: the same bytes,
+    /// faster).
     pub fn quantize(x: &[f32], k: usize, scheme: Scheme, simd: bool) -> Self {
+        let isa = if simd { Isa::detect() } else { Isa::Portable };
         let unit = scheme.unit();
         assert!(
             k.is_multiple_of(unit) && x.len().is_multiple_of(k),
@@ -93,7 +95,7 @@ impl Rows {
             .zip(x.par_chunks(CHUNK));
         parts.for_each(|((((q, d), sum), sum16), x)| {
             for ((xu, qu), du) in x.chunks_exact(unit).zip(q.chunks_exact_mut(unit)).zip(d) {
-                *du = quantize_unit(scheme, xu, qu, simd);
+                *du = quantize_unit(scheme, xu, qu, isa);
             }
             for ((qb, s), s16) in q.chunks_exact(BLOCK).zip(sum).zip(sum16) {
                 *s = qb.iter().map(|&v| v as i32).sum();
@@ -147,23 +149,49 @@ impl Rows {
 /// Inputs per row of a tile of inputs ([`Rows::tile`]).
 pub const STEP: usize = 64;
 
-/// One unit of `scheme` ([`quantize_block`] or [`quantize_super`]), with AVX-512 when `simd`
-/// (the same bytes); returns `d`.
-fn quantize_unit(scheme: Scheme, x: &[f32], q: &mut [i8], simd: bool) -> f32 {
+/// The instructions [`quantize_unit`] runs: the bytes are the same whichever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Portable,
     #[cfg(target_arch = "x86_64")]
-    if simd {
-        // SAFETY: callers pass `simd` only where the CPU has AVX-512 F.
-        return unsafe {
-            match scheme {
-                Scheme::Block => crate::model::cpu::avx512::quantize_block(x, q),
-                Scheme::Super => crate::model::cpu::avx512::quantize_super(x, q),
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Isa {
+    /// The widest this CPU has.
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
             }
-        };
+            if crate::model::cpu::avx2::available() {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
     }
-    let _ = simd;
-    match scheme {
-        Scheme::Block => quantize_block(x, q),
-        Scheme::Super => quantize_super(x, q),
+}
+
+/// One unit of `scheme` ([`quantize_block`] or [`quantize_super`]) with `isa`; returns `d`.
+fn quantize_unit(scheme: Scheme, x: &[f32], q: &mut [i8], isa: Isa) -> f32 {
+    use crate::model::cpu as isas;
+    // SAFETY: `Isa::detect` picked an instruction set this CPU has.
+    unsafe {
+        match (isa, scheme) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, Scheme::Block) => isas::avx512::quantize_block(x, q),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, Scheme::Super) => isas::avx512::quantize_super(x, q),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, Scheme::Block) => isas::avx2::quantize_block(x, q),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, Scheme::Super) => isas::avx2::quantize_super(x, q),
+            (Isa::Portable, Scheme::Block) => quantize_block(x, q),
+            (Isa::Portable, Scheme::Super) => quantize_super(x, q),
+        }
     }
 }
 
