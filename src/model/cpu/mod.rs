@@ -16,6 +16,7 @@ pub mod avx2;
 pub mod avx512;
 #[cfg(openblas)]
 pub mod blas;
+pub mod pages;
 pub mod quant;
 pub mod simd;
 

@@ -36,6 +36,8 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 use rayon::prelude::*;
 
+use super::pages::Pages;
+
 pub use portable::{gemm_portable, panel_portable};
 pub use rows::{Rows, Scheme, STEP};
 
@@ -200,19 +202,19 @@ pub struct Packed {
     /// `[g][half][lane * 4 + j]` holds input `4g + j` of column `16 half + lane` in its low
     /// nibble and input `4(g + 4) + j` in its high nibble, g in 0..4. Whole bytes:
     /// `[g][half][lane * 4 + j]` for g in 0..8.
-    pub(crate) low: Vec<u8>,
+    pub(crate) low: Pages<u8>,
     /// Per panel, per block: bits 4 (and 5) of the integers ([`Format::high_bytes`]). One bit:
     /// byte `[half][lane * 4 + j]`, bit g for input `4g + j`. Two bits: byte
     /// `[g / 4][half][lane * 4 + j]`, bits `2 (g % 4)` and up.
-    pub(crate) high: Vec<u8>,
+    pub(crate) high: Pages<u8>,
     /// Per panel, per super-block, per column: `d`.
-    pub(crate) d: Vec<f16>,
+    pub(crate) d: Pages<f16>,
     /// Per panel, per super-block, per column: `m` (Q4_1, Q5_1, stored negated as `-m`) or
     /// `dmin` (Q4_K, Q5_K); empty for formats without a minimum.
-    pub(crate) m: Vec<f16>,
+    pub(crate) m: Pages<f16>,
     /// Per panel, per block: [`Format::sub_scales`] x 32 columns of small integers (Q6_K's
     /// are i8 stored as bytes).
-    pub(crate) sc: Vec<u8>,
+    pub(crate) sc: Pages<u8>,
 }
 
 impl Packed {
@@ -278,11 +280,11 @@ impl Packed {
                     format,
                     n: PANEL,
                     k,
-                    low: vec![0; nb * lb],
-                    high: vec![0; nb * hb],
-                    d: vec![f16::ZERO; ns * PANEL],
-                    m: vec![f16::ZERO; m_len],
-                    sc: vec![0; nb * subs * PANEL],
+                    low: vec![0; nb * lb].into(),
+                    high: vec![0; nb * hb].into(),
+                    d: vec![f16::ZERO; ns * PANEL].into(),
+                    m: vec![f16::ZERO; m_len].into(),
+                    sc: vec![0; nb * subs * PANEL].into(),
                 };
                 let mut u = vec![0u8; sl];
                 for c in 0..PANEL.min(n - panel * PANEL) {
@@ -395,12 +397,8 @@ impl Packed {
         {
             return None;
         }
-        fn cat<T: Copy>(parts: &[&Packed], f: impl Fn(&Packed) -> &[T]) -> Vec<T> {
-            let mut out = Vec::with_capacity(parts.iter().map(|p| f(p).len()).sum());
-            for p in parts {
-                out.extend_from_slice(f(p));
-            }
-            out
+        fn cat<T: Copy>(parts: &[&Packed], f: impl Fn(&Packed) -> &[T]) -> Pages<T> {
+            Pages::concat(parts.iter().map(|p| f(p)))
         }
         Some(Packed {
             format: first.format,
