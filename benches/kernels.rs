@@ -12,11 +12,13 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use personas::model::cpu::{gemm, Format, Kernels, Packed};
 
 /// (name, outputs, inputs) of the 1B model's projections: Q/K/V side by side, gate/up side by
-/// side, down.
-const SHAPES: [(&str, usize, usize); 3] = [
+/// side, down, and the output head (the test model's vocabulary): 50-80 MB, more than most
+/// CPUs' last-level cache, so one row of it is read from memory as in decode.
+const SHAPES: [(&str, usize, usize); 4] = [
     ("qkv", 2048 + 2 * 512, 2048),
     ("gate_up", 2 * 8192, 2048),
     ("down", 2048, 8192),
+    ("head", 49152, 2048),
 ];
 
 fn packed(format: Format, n: usize, k: usize) -> Packed {
