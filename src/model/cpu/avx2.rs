@@ -177,6 +177,36 @@ unsafe fn dots_packed(
     // Halves apart (a nibble's two halves are the inputs g and g + 4), so at most 4 a chunk.
     let chunk = chunk(f).min(4);
     let nib = _mm256_set1_epi8(0x0f);
+    if chunk == 4 {
+        // A half's 4 groups fit one 16-bit sum: groups outside, so each input broadcast is
+        // loaded once (8 a block, not 32), with 8 running sums in registers.
+        let (mut a0, mut a1) = ([_mm256_setzero_si256(); 4], [_mm256_setzero_si256(); 4]);
+        for g in 0..4 {
+            let x0 = _mm256_set1_epi32((xq.add(4 * g) as *const i32).read_unaligned());
+            let x1 = _mm256_set1_epi32((xq.add(4 * (g + 4)) as *const i32).read_unaligned());
+            for q in 0..4 {
+                let v = _mm256_loadu_si256(low.add(g * 128 + q * 32) as *const __m256i);
+                let lo = with_high(f, _mm256_and_si256(v, nib), high, g, q * 32);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
+                let hi = with_high(f, hi, high, g + 4, q * 32);
+                let (p0, p1) = (_mm256_maddubs_epi16(lo, x0), _mm256_maddubs_epi16(hi, x1));
+                if g == 0 {
+                    (a0[q], a1[q]) = (p0, p1);
+                } else {
+                    a0[q] = _mm256_add_epi16(a0[q], p0);
+                    a1[q] = _mm256_add_epi16(a1[q], p1);
+                }
+            }
+        }
+        let mut out = [_mm256_setzero_si256(); 4];
+        for q in 0..4 {
+            out[q] = _mm256_add_epi32(
+                _mm256_madd_epi16(a0[q], w[0][q]),
+                _mm256_madd_epi16(a1[q], w[1][q]),
+            );
+        }
+        return out;
+    }
     let mut out = [_mm256_setzero_si256(); 4];
     for (q, o) in out.iter_mut().enumerate() {
         let (mut a0, mut a1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
