@@ -120,12 +120,13 @@ unsafe fn ones() -> Weights {
     [[_mm256_set1_epi16(1); 4]; 2]
 }
 
-/// 32-bit lanes `v` (values that fit in i16) as the pair (v, v) of i16 each, for `vpmaddwd`.
+/// 32-bit lanes `lo` and `hi` (values that fit in i16) as the i16 pair (lo, hi) in each lane,
+/// for `vpmaddwd`.
 #[inline(always)]
-unsafe fn paired(v: __m256i) -> __m256i {
+unsafe fn pair(lo: __m256i, hi: __m256i) -> __m256i {
     _mm256_or_si256(
-        _mm256_and_si256(v, _mm256_set1_epi32(0xffff)),
-        _mm256_slli_epi32::<16>(v),
+        _mm256_and_si256(lo, _mm256_set1_epi32(0xffff)),
+        _mm256_slli_epi32::<16>(hi),
     )
 }
 
@@ -396,9 +397,9 @@ unsafe fn supers<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usi
                 let first = widen(f.sub16(), sc);
                 let second = widen(f.sub16(), sc.add(PANEL));
                 for q in 0..4 {
-                    weights[j][0][q] = paired(first[q]);
+                    weights[j][0][q] = pair(first[q], first[q]);
                     weights[j][1][q] = if f.sub16() {
-                        paired(second[q])
+                        pair(second[q], second[q])
                     } else {
                         weights[j][0][q]
                     };
@@ -407,15 +408,12 @@ unsafe fn supers<const F: u8>(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usi
                             _mm256_mullo_epi32(first[q], _mm256_set1_epi32(z)),
                             _mm256_mullo_epi32(second[q], _mm256_set1_epi32(z)),
                         );
-                        zeros[j][q] = _mm256_or_si256(
-                            _mm256_and_si256(z0, _mm256_set1_epi32(0xffff)),
-                            _mm256_slli_epi32::<16>(z1),
-                        );
+                        zeros[j][q] = pair(z0, z1);
                     } else if f.has_min() {
                         mins[j / 2][q] = if j % 2 == 0 {
                             second[q]
                         } else {
-                            _mm256_or_si256(mins[j / 2][q], _mm256_slli_epi32::<16>(second[q]))
+                            pair(mins[j / 2][q], second[q])
                         };
                     }
                 }
