@@ -120,6 +120,18 @@ pub unsafe fn panel(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usize, out: *
         };
     }
     let mut r = r0;
+    // Eight rows a tile where a call has them (the K-quants): the nibbles unpacked for a
+    // half panel serve eight rows instead of four.
+    if w.format().scheme() == super::quant::Scheme::Super {
+        while r + 8 <= r1 {
+            match w.format() {
+                Format::Q4K => super_tile8::<5>(w, x, p, r, out),
+                Format::Q5K => super_tile8::<6>(w, x, p, r, out),
+                _ => super_tile8::<7>(w, x, p, r, out),
+            }
+            r += 8;
+        }
+    }
     while r < r1 {
         let rows = (r1 - r).min(4);
         match rows {
@@ -379,6 +391,78 @@ unsafe fn super_tile<const MR: usize, const F: usize>(
             let sc = super_scales(w, p, s, half);
             for (i, a) in acc.iter_mut().enumerate() {
                 a[half] = finish(f, a[half], sums[i][half], &sc, x, r0 + i, s);
+            }
+        }
+    }
+    store_rows(w, p, r0, &acc, out);
+}
+
+/// Eight rows from `r0` of panel `p` of a K-quant, one half panel (16 columns) at a time so
+/// that eight rows' sums fit the registers: the same integers as [`super_tile`] (block by
+/// block, the first then the last 16 inputs), the same [`finish`], so the same bits.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+unsafe fn super_tile8<const F: usize>(w: &Packed, x: &Rows, p: usize, r0: usize, out: *mut f32) {
+    // Twelve rows spill registers: 20-35% slower than eight on Zen 4.
+    const MR: usize = 8;
+    let f = Format::ALL[F];
+    let (k, nb) = (w.k(), w.blocks());
+    let (lb, hb) = (f.low_bytes(), f.high_bytes());
+    let per = SUPER / BLOCK;
+    let xb = (x.q.as_ptr() as *const u8).add(r0 * k);
+    let nib = _mm512_set1_epi8(0x0f);
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for half in 0..2 {
+        for s in 0..nb / per {
+            let mut sums = [_mm512_setzero_si512(); MR];
+            for b in s * per..(s + 1) * per {
+                let low = w.low.as_ptr().add((p * nb + b) * lb);
+                let high = w.high.as_ptr().add((p * nb + b) * hb);
+                let sc = w.sc.as_ptr().add((p * nb + b) * 2 * PANEL + half * 16);
+                let mut dot = [_mm512_setzero_si512(); MR];
+                // Part 0: inputs 0..16 of the block (low nibbles), part 1: 16..32 (high).
+                for part in 0..2 {
+                    for g in 0..4 {
+                        let v = _mm512_loadu_si512(low.add(g * 128 + half * 64) as *const _);
+                        let v = if part == 0 {
+                            v
+                        } else {
+                            _mm512_srli_epi16::<4>(v)
+                        };
+                        let v = with_high(f, _mm512_and_si512(v, nib), high, g + 4 * part, half);
+                        let at = b * BLOCK + 4 * (g + 4 * part);
+                        for (i, d) in dot.iter_mut().enumerate() {
+                            let a = std::ptr::read_unaligned(xb.add(i * k + at) as *const i32);
+                            *d = _mm512_dpbusd_epi32(*d, v, _mm512_set1_epi32(a));
+                        }
+                    }
+                    if f.sub16() {
+                        // Q6_K: a scale and the zero per 16 inputs.
+                        let sp =
+                            _mm512_cvtepi8_epi32(_mm_loadu_si128(sc.add(part * PANEL) as *const _));
+                        for (i, (d, sum)) in dot.iter_mut().zip(sums.iter_mut()).enumerate() {
+                            let at = (r0 + i) * nb + b;
+                            let x0 = *x.sum16.get_unchecked(at);
+                            let xs = if part == 0 {
+                                x0
+                            } else {
+                                *x.sum.get_unchecked(at) - x0
+                            };
+                            let v = _mm512_sub_epi32(*d, _mm512_set1_epi32(f.zero() * xs));
+                            *sum = _mm512_add_epi32(*sum, _mm512_mullo_epi32(sp, v));
+                            *d = _mm512_setzero_si512();
+                        }
+                    }
+                }
+                if !f.sub16() {
+                    let s0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(sc as *const _));
+                    for (d, sum) in dot.iter().zip(sums.iter_mut()) {
+                        *sum = _mm512_add_epi32(*sum, _mm512_mullo_epi32(s0, *d));
+                    }
+                }
+            }
+            let sc = super_scales(w, p, s, half);
+            for (i, a) in acc.iter_mut().enumerate() {
+                a[half] = finish(f, a[half], sums[i], &sc, x, r0 + i, s);
             }
         }
     }
