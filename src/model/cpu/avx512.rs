@@ -120,17 +120,20 @@ pub unsafe fn panel(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usize, out: *
         };
     }
     let mut r = r0;
-    // Eight rows a tile where a call has them (the K-quants): the nibbles unpacked for a
-    // half panel serve eight rows instead of four.
-    if w.format().scheme() == super::quant::Scheme::Super {
-        while r + 8 <= r1 {
-            match w.format() {
-                Format::Q4K => super_tile8::<5>(w, x, p, r, out),
-                Format::Q5K => super_tile8::<6>(w, x, p, r, out),
-                _ => super_tile8::<7>(w, x, p, r, out),
-            }
-            r += 8;
+    // Eight rows a tile where a call has them: the nibbles unpacked for a half panel serve
+    // eight rows instead of four.
+    while r + 8 <= r1 {
+        match w.format() {
+            Format::Q4_0 => tile8::<0>(w, x, p, r, out),
+            Format::Q4_1 => tile8::<1>(w, x, p, r, out),
+            Format::Q5_0 => tile8::<2>(w, x, p, r, out),
+            Format::Q5_1 => tile8::<3>(w, x, p, r, out),
+            Format::Q8_0 => tile8::<4>(w, x, p, r, out),
+            Format::Q4K => super_tile8::<5>(w, x, p, r, out),
+            Format::Q5K => super_tile8::<6>(w, x, p, r, out),
+            Format::Q6K => super_tile8::<7>(w, x, p, r, out),
         }
+        r += 8;
     }
     while r < r1 {
         let rows = (r1 - r).min(4);
@@ -409,7 +412,6 @@ unsafe fn super_tile8<const F: usize>(w: &Packed, x: &Rows, p: usize, r0: usize,
     let (lb, hb) = (f.low_bytes(), f.high_bytes());
     let per = SUPER / BLOCK;
     let xb = (x.q.as_ptr() as *const u8).add(r0 * k);
-    let nib = _mm512_set1_epi8(0x0f);
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for half in 0..2 {
         for s in 0..nb / per {
@@ -419,22 +421,8 @@ unsafe fn super_tile8<const F: usize>(w: &Packed, x: &Rows, p: usize, r0: usize,
                 let high = w.high.as_ptr().add((p * nb + b) * hb);
                 let sc = w.sc.as_ptr().add((p * nb + b) * 2 * PANEL + half * 16);
                 let mut dot = [_mm512_setzero_si512(); MR];
-                // Part 0: inputs 0..16 of the block (low nibbles), part 1: 16..32 (high).
                 for part in 0..2 {
-                    for g in 0..4 {
-                        let v = _mm512_loadu_si512(low.add(g * 128 + half * 64) as *const _);
-                        let v = if part == 0 {
-                            v
-                        } else {
-                            _mm512_srli_epi16::<4>(v)
-                        };
-                        let v = with_high(f, _mm512_and_si512(v, nib), high, g + 4 * part, half);
-                        let at = b * BLOCK + 4 * (g + 4 * part);
-                        for (i, d) in dot.iter_mut().enumerate() {
-                            let a = std::ptr::read_unaligned(xb.add(i * k + at) as *const i32);
-                            *d = _mm512_dpbusd_epi32(*d, v, _mm512_set1_epi32(a));
-                        }
-                    }
+                    part_dots(f, (low, high), xb.add(b * BLOCK), k, half, part, &mut dot);
                     if f.sub16() {
                         // Q6_K: a scale and the zero per 16 inputs.
                         let sp =
@@ -467,6 +455,68 @@ unsafe fn super_tile8<const F: usize>(w: &Packed, x: &Rows, p: usize, r0: usize,
         }
     }
     store_rows(w, p, r0, &acc, out);
+}
+
+/// Eight rows from `r0` of panel `p` of a 32-weight format, a half panel at a time as in
+/// [`super_tile8`]: the same integers and [`accumulate`] as [`tile`], so the same bits.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+unsafe fn tile8<const F: usize>(w: &Packed, x: &Rows, p: usize, r0: usize, out: *mut f32) {
+    const MR: usize = 8;
+    let f = Format::ALL[F];
+    let (k, nb) = (w.k(), w.blocks());
+    let (lb, hb) = (f.low_bytes(), f.high_bytes());
+    let xb = (x.q.as_ptr() as *const u8).add(r0 * k);
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for half in 0..2 {
+        for b in 0..nb {
+            let low = w.low.as_ptr().add((p * nb + b) * lb);
+            let high = w.high.as_ptr().add((p * nb + b) * hb);
+            let mut dot = [_mm512_setzero_si512(); MR];
+            for part in 0..2 {
+                part_dots(f, (low, high), xb.add(b * BLOCK), k, half, part, &mut dot);
+            }
+            let sc = block_scales(w, p, b, half);
+            for (i, a) in acc.iter_mut().enumerate() {
+                a[half] = accumulate(f, a[half], dot[i], sc, x, (r0 + i) * nb + b);
+            }
+        }
+    }
+    store_rows(w, p, r0, &acc, out);
+}
+
+/// Adds one half (`part` 0: inputs 0..16, 1: 16..32) of a block's integer dot products for
+/// half panel `half` to `dot`, one per row: the block's weights at `low`/`high`, row `i`'s
+/// inputs for it at `xb + i k`.
+#[inline(always)]
+unsafe fn part_dots<const MR: usize>(
+    f: Format,
+    (low, high): (*const u8, *const u8),
+    xb: *const u8,
+    k: usize,
+    half: usize,
+    part: usize,
+    dot: &mut [__m512i; MR],
+) {
+    for g in 0..4 {
+        let v = if f.bytes() {
+            _mm512_loadu_si512(low.add((g + 4 * part) * 128 + half * 64) as *const _)
+        } else {
+            // Nibbles: the low ones are inputs 0..16, the high ones 16..32.
+            let v = _mm512_loadu_si512(low.add(g * 128 + half * 64) as *const _);
+            let v = if part == 0 {
+                v
+            } else {
+                _mm512_srli_epi16::<4>(v)
+            };
+            let v = _mm512_and_si512(v, _mm512_set1_epi8(0x0f));
+            with_high(f, v, high, g + 4 * part, half)
+        };
+        let at = 4 * (g + 4 * part);
+        for (i, d) in dot.iter_mut().enumerate() {
+            let a = std::ptr::read_unaligned(xb.add(i * k + at) as *const i32);
+            *d = _mm512_dpbusd_epi32(*d, v, _mm512_set1_epi32(a));
+        }
+    }
 }
 
 /// Block `b`'s integer dot products for up to 4 rows from `r0` of panel `p`:
