@@ -99,49 +99,41 @@ pub unsafe fn quantize_super(x: &[f32], q: &mut [i8]) -> f32 {
     1.0 / iscale
 }
 
-/// Rows r0..r1 of one panel's 32 columns, in tiles of up to 4 rows.
+/// Rows r0..r1 of one panel's 32 columns, in tiles of 8 rows ([`half_tile`]) and then of up
+/// to 4.
 ///
 /// # Safety
 /// The CPU must have what [`available`] checks; `out` must point to an m x n row-major f32
 /// buffer, m being the rows of `x`.
 pub unsafe fn panel(w: &Packed, x: &Rows, p: usize, r0: usize, r1: usize, out: *mut f32) {
     macro_rules! by_format {
-        ($mr:literal, $r:expr) => {
+        ($tile:ident, $super_tile:ident, $mr:literal, $r:expr) => {
             match w.format() {
-                Format::Q4_0 => tile::<$mr, 0>(w, x, p, $r, out),
-                Format::Q4_1 => tile::<$mr, 1>(w, x, p, $r, out),
-                Format::Q5_0 => tile::<$mr, 2>(w, x, p, $r, out),
-                Format::Q5_1 => tile::<$mr, 3>(w, x, p, $r, out),
-                Format::Q8_0 => tile::<$mr, 4>(w, x, p, $r, out),
-                Format::Q4K => super_tile::<$mr, 5>(w, x, p, $r, out),
-                Format::Q5K => super_tile::<$mr, 6>(w, x, p, $r, out),
-                Format::Q6K => super_tile::<$mr, 7>(w, x, p, $r, out),
+                Format::Q4_0 => $tile::<$mr, 0>(w, x, p, $r, out),
+                Format::Q4_1 => $tile::<$mr, 1>(w, x, p, $r, out),
+                Format::Q5_0 => $tile::<$mr, 2>(w, x, p, $r, out),
+                Format::Q5_1 => $tile::<$mr, 3>(w, x, p, $r, out),
+                Format::Q8_0 => $tile::<$mr, 4>(w, x, p, $r, out),
+                Format::Q4K => $super_tile::<$mr, 5>(w, x, p, $r, out),
+                Format::Q5K => $super_tile::<$mr, 6>(w, x, p, $r, out),
+                Format::Q6K => $super_tile::<$mr, 7>(w, x, p, $r, out),
             }
         };
     }
     let mut r = r0;
     // Eight rows a tile where a call has them: the nibbles unpacked for a half panel serve
-    // eight rows instead of four.
+    // eight rows instead of four. (Twelve spill registers: 20-35% slower on Zen 4.)
     while r + 8 <= r1 {
-        match w.format() {
-            Format::Q4_0 => tile8::<0>(w, x, p, r, out),
-            Format::Q4_1 => tile8::<1>(w, x, p, r, out),
-            Format::Q5_0 => tile8::<2>(w, x, p, r, out),
-            Format::Q5_1 => tile8::<3>(w, x, p, r, out),
-            Format::Q8_0 => tile8::<4>(w, x, p, r, out),
-            Format::Q4K => super_tile8::<5>(w, x, p, r, out),
-            Format::Q5K => super_tile8::<6>(w, x, p, r, out),
-            Format::Q6K => super_tile8::<7>(w, x, p, r, out),
-        }
+        by_format!(half_tile, half_super_tile, 8, r);
         r += 8;
     }
     while r < r1 {
         let rows = (r1 - r).min(4);
         match rows {
-            4 => by_format!(4, r),
-            3 => by_format!(3, r),
-            2 => by_format!(2, r),
-            _ => by_format!(1, r),
+            4 => by_format!(tile, super_tile, 4, r),
+            3 => by_format!(tile, super_tile, 3, r),
+            2 => by_format!(tile, super_tile, 2, r),
+            _ => by_format!(tile, super_tile, 1, r),
         }
         r += rows;
     }
@@ -400,13 +392,17 @@ unsafe fn super_tile<const MR: usize, const F: usize>(
     store_rows(w, p, r0, &acc, out);
 }
 
-/// Eight rows from `r0` of panel `p` of a K-quant, one half panel (16 columns) at a time so
-/// that eight rows' sums fit the registers: the same integers as [`super_tile`] (block by
+/// `MR` rows (eight) from `r0` of panel `p` of a K-quant, one half panel (16 columns) at a
+/// time so that eight rows' sums fit the registers: the same integers as [`super_tile`] (block by
 /// block, the first then the last 16 inputs), the same [`finish`], so the same bits.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
-unsafe fn super_tile8<const F: usize>(w: &Packed, x: &Rows, p: usize, r0: usize, out: *mut f32) {
-    // Twelve rows spill registers: 20-35% slower than eight on Zen 4.
-    const MR: usize = 8;
+unsafe fn half_super_tile<const MR: usize, const F: usize>(
+    w: &Packed,
+    x: &Rows,
+    p: usize,
+    r0: usize,
+    out: *mut f32,
+) {
     let f = Format::ALL[F];
     let (k, nb) = (w.k(), w.blocks());
     let (lb, hb) = (f.low_bytes(), f.high_bytes());
@@ -457,11 +453,16 @@ unsafe fn super_tile8<const F: usize>(w: &Packed, x: &Rows, p: usize, r0: usize,
     store_rows(w, p, r0, &acc, out);
 }
 
-/// Eight rows from `r0` of panel `p` of a 32-weight format, a half panel at a time as in
-/// [`super_tile8`]: the same integers and [`accumulate`] as [`tile`], so the same bits.
+/// `MR` rows (eight) from `r0` of panel `p` of a 32-weight format, a half panel at a time as
+/// in [`half_super_tile`]: the same integers and [`accumulate`] as [`tile`], so the same bits.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
-unsafe fn tile8<const F: usize>(w: &Packed, x: &Rows, p: usize, r0: usize, out: *mut f32) {
-    const MR: usize = 8;
+unsafe fn half_tile<const MR: usize, const F: usize>(
+    w: &Packed,
+    x: &Rows,
+    p: usize,
+    r0: usize,
+    out: *mut f32,
+) {
     let f = Format::ALL[F];
     let (k, nb) = (w.k(), w.blocks());
     let (lb, hb) = (f.low_bytes(), f.high_bytes());
