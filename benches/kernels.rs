@@ -2,14 +2,14 @@
 //! forward 8192, 8 key-value heads of 64): one input row (decode, chat: memory-bound, reported
 //! as bytes of weights read per second), 16 rows (batched decode of 16 sequences) and 128 rows
 //! (prefill, surveys: compute-bound; both reported as multiply-adds per second), for each packed
-//! format and each kernel this CPU has.
+//! format and each kernel this CPU has; then the half-precision kernels (BF16, F16) likewise.
 //!
 //!     [KERNEL_ROWS=1,16,128] cargo bench --bench kernels [-- FILTER]     e.g. -- 'Q4K/avx512'
 
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use personas::model::cpu::{gemm, Format, Kernels, Packed};
+use personas::model::cpu::{gemm, half, Format, Half, HalfKind, Kernels, Packed};
 
 /// (name, outputs, inputs) of the 1B model's projections: Q/K/V side by side, gate/up side by
 /// side, down, and the output head (the test model's vocabulary): 50-80 MB, more than most
@@ -36,10 +36,10 @@ fn packed(format: Format, n: usize, k: usize) -> Packed {
     Packed::from_qtensor(&q).unwrap().unwrap()
 }
 
-fn kernels(c: &mut Criterion) {
-    // Rows per product: KERNEL_ROWS=1,16,128 by default (e.g. KERNEL_ROWS=32,64 to find where
-    // AMX overtakes VNNI).
-    let rows_list: Vec<usize> = std::env::var("KERNEL_ROWS")
+/// Rows per product: KERNEL_ROWS=1,16,128 by default (e.g. KERNEL_ROWS=32,64 to find where AMX
+/// overtakes VNNI).
+fn rows_list() -> Vec<usize> {
+    std::env::var("KERNEL_ROWS")
         .unwrap_or_else(|_| "1,16,128".into())
         .split(',')
         .map(|r| {
@@ -47,8 +47,11 @@ fn kernels(c: &mut Criterion) {
                 .parse()
                 .expect("KERNEL_ROWS: comma-separated row counts")
         })
-        .collect();
-    let kinds: Vec<Kernels> = [
+        .collect()
+}
+
+fn kinds() -> Vec<Kernels> {
+    [
         Kernels::Amx,
         Kernels::Avx512,
         Kernels::Avx2,
@@ -56,7 +59,27 @@ fn kernels(c: &mut Criterion) {
     ]
     .into_iter()
     .filter(|k| k.available())
-    .collect();
+    .collect()
+}
+
+/// `rows` input rows of `k` values.
+fn inputs(rows: usize, k: usize) -> Vec<f32> {
+    (0..rows * k)
+        .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
+        .collect()
+}
+
+/// Bytes per second for one row (memory-bound), multiply-adds per second for more.
+fn throughput(rows: usize, n: usize, k: usize, bytes: usize) -> Throughput {
+    if rows == 1 {
+        Throughput::Bytes(bytes as u64)
+    } else {
+        Throughput::Elements((rows * n * k) as u64)
+    }
+}
+
+fn kernels(c: &mut Criterion) {
+    let (rows_list, kinds) = (rows_list(), kinds());
     for format in [
         Format::Q4K,
         Format::Q6K,
@@ -67,16 +90,10 @@ fn kernels(c: &mut Criterion) {
         for (name, n, k) in SHAPES {
             let w = packed(format, n, k);
             for &rows in &rows_list {
-                let x: Vec<f32> = (0..rows * k)
-                    .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
-                    .collect();
+                let x = inputs(rows, k);
                 let mut g = c.benchmark_group(format!("{format:?}/{name}/{rows}"));
                 g.sample_size(10);
-                g.throughput(if rows == 1 {
-                    Throughput::Bytes(w.bytes() as u64)
-                } else {
-                    Throughput::Elements((rows * n * k) as u64)
-                });
+                g.throughput(throughput(rows, n, k, w.bytes()));
                 for &kind in &kinds {
                     if kind == Kernels::Portable && rows > 1 {
                         // minutes per sample; the portable kernel is for correctness
@@ -92,5 +109,39 @@ fn kernels(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, kernels);
+fn half_kernels(c: &mut Criterion) {
+    let (rows_list, kinds) = (rows_list(), kinds());
+    for kind in [HalfKind::Bf16, HalfKind::F16] {
+        for (name, n, k) in SHAPES {
+            let mut state = 11u64;
+            let bits = (0..n * k)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    // sign, small exponents, any mantissa: weights of magnitude below 1
+                    ((state >> 48) as u16 & 0x807f) | 0x3c00
+                })
+                .collect();
+            let w = Half::new(kind, n, k, bits);
+            for &rows in &rows_list {
+                let x = inputs(rows, k);
+                let mut g = c.benchmark_group(format!("{}/{name}/{rows}", kind.name()));
+                g.sample_size(10);
+                g.throughput(throughput(rows, n, k, w.bytes()));
+                for &kernels in &kinds {
+                    if kernels == Kernels::Portable && rows > 1 {
+                        continue;
+                    }
+                    g.bench_with_input(BenchmarkId::from_parameter(kernels), &x, |b, x| {
+                        b.iter(|| half::gemm(&w, x, kernels))
+                    });
+                }
+                g.finish();
+            }
+        }
+    }
+}
+
+criterion_group!(benches, kernels, half_kernels);
 criterion_main!(benches);

@@ -175,7 +175,7 @@ impl Model {
             ModelFiles::Gguf { path, .. } => {
                 gguf::load(path, &gguf::read_content(path)?, device, options.kernels)?
             }
-            ModelFiles::Safetensors { dir } => safetensors::load(dir, device)?,
+            ModelFiles::Safetensors { dir } => safetensors::load(dir, device, options.kernels)?,
         };
         if options.dense_max_bytes > 0 {
             llama

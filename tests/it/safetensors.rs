@@ -461,10 +461,23 @@ fn roundtrip(what: &str, dtype: DType, sharded: bool) -> (f32, f32) {
         );
     }
     write_tokenizer(dir.path(), g);
+    let matrix_weights: usize = tensors
+        .iter()
+        .filter(|(_, t)| t.rank() == 2)
+        .map(|(_, t)| t.elem_count())
+        .sum();
     drop(tensors);
 
     let (model, logits) = load_checkpoint(dir.path());
     check_loaded(&model, g, dir.path());
+    // bf16 matrices stay as stored, two bytes a weight (the tied table once), for personas'
+    // half-precision kernels; f32 checkpoints go to candle.
+    let (count, bytes) = match dtype {
+        DType::BF16 => (7 * g.cfg.num_hidden_layers + 1, 2 * matrix_weights),
+        _ => (0, 0),
+    };
+    assert_eq!(model.llama.packed_count(), count, "{what}: kept as stored");
+    assert_eq!(model.llama.packed_bytes(), bytes, "{what}: bytes kept");
     drop(model);
     let (mut worst, mut worst_dense) = (0f32, 0f32);
     for (i, got) in logits.iter().enumerate() {

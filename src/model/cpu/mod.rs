@@ -1,4 +1,5 @@
-//! personas' own CPU kernels, by weight format ([`quant`]) and instruction set ([`amx`],
+//! personas' own CPU kernels, by weight format ([`quant`] for GGUF's blocks, [`half`] for
+//! bf16/f16) and instruction set ([`amx`],
 //! [`avx512`], [`avx2`]; the portable Rust of [`quant`] elsewhere), chosen at run time
 //! ([`Kernels`]).
 //!
@@ -16,6 +17,7 @@ pub mod avx2;
 pub mod avx512;
 #[cfg(openblas)]
 pub mod blas;
+pub mod half;
 pub mod pages;
 pub mod quant;
 pub mod simd;
@@ -25,6 +27,7 @@ use std::str::FromStr;
 
 use rayon::prelude::*;
 
+pub use half::{Half, HalfKind};
 pub use quant::{Format, Packed};
 
 /// The BLAS library dense f32 matmuls link (`openblas (pkg-config: DIR)`), if any; see build.rs.

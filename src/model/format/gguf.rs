@@ -1,8 +1,9 @@
 //! GGUF checkpoints (llama.cpp's format): metadata into [`Config`], tensors into [`Llama`].
 //!
 //! Quantized matrices stay quantized: packed for personas' CPU kernels as each is read (so the
-//! file's bytes are held once, at their stored width), or candle's `QMatMul` on a GPU and for
-//! formats personas does not pack. Norms are dequantized since they are tiny and used
+//! file's bytes are held once, at their stored width; F16 and BF16 as stored for the
+//! half-precision kernels), or candle's `QMatMul` on a GPU and for formats personas does not
+//! pack. Norms are dequantized since they are tiny and used
 //! element-wise. An absent `output.weight` means tied embeddings: one table serves both.
 
 use std::fs::File;
@@ -13,7 +14,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::Device;
 
-use crate::model::cpu::{Kernels, Packed};
+use crate::model::cpu::{Half, Kernels, Packed};
 use crate::model::net::{Block, Config, Embedding, Linear, Llama};
 use crate::model::{LoadError, LLAMA_ONLY};
 
@@ -355,9 +356,16 @@ pub fn load(
     } else {
         None
     };
-    let (embed, lm_head) = match packed_table {
-        Some(p) => (Embedding::Packed(p.clone()), Linear::packed(p)),
-        None => {
+    let half_table = match &packed_table {
+        None if kernels.packs() && tied => Half::from_qtensor(&table)
+            .map_err(err("token_embd.weight"))?
+            .map(std::sync::Arc::new),
+        _ => None,
+    };
+    let (embed, lm_head) = match (packed_table, half_table) {
+        (Some(p), _) => (Embedding::Packed(p.clone()), Linear::packed(p)),
+        (None, Some(h)) => (Embedding::Half(h.clone()), Linear::half(h)),
+        (None, None) => {
             let table = std::sync::Arc::new(table);
             let head = if tied {
                 QMatMul::from_arc(table.clone())

@@ -1,17 +1,21 @@
 //! Hugging Face checkpoints: `config.json` plus one `model.safetensors` or shards listed in
 //! `model.safetensors.index.json`, in f32, f16 or bf16.
 //!
-//! Weights are widened to f32, the dtype the forward pass computes in; Hugging Face's rotary
-//! layout (rotate halves) is kept and recorded in the config rather than permuting Q and K.
+//! On the CPU, bf16 and f16 matrices stay at their stored width for personas' half-precision
+//! kernels (f32 checkpoints, norms and other devices are widened to f32, the dtype the forward
+//! pass computes in); Hugging Face's rotary layout (rotate halves) is kept and recorded in the
+//! config rather than permuting Q and K.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::quantized::QMatMul;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::llama::{Llama3RopeType, LlamaConfig};
 
+use crate::model::cpu::{Half, Kernels};
 use crate::model::net::{llama3_freq_factors, Block, Config, Embedding, Linear, Llama};
 use crate::model::{LoadError, LLAMA_ONLY};
 
@@ -89,25 +93,61 @@ pub fn config(dir: &Path) -> Result<Config, LoadError> {
     })
 }
 
-/// Loads a checkpoint directory onto `device`.
-pub fn load(dir: &Path, device: &Device) -> Result<Llama, LoadError> {
+/// Loads a checkpoint directory onto `device`. On the CPU with personas' kernels, bf16 and f16
+/// matrices stay as stored ([`crate::model::cpu::half`]); everything else is widened to f32.
+pub fn load(dir: &Path, device: &Device, kernels: Kernels) -> Result<Llama, LoadError> {
     let cfg = config(dir)?;
     let files = weight_files(dir)?;
     // SAFETY: the files are memory-mapped read-only; personas never writes them while loaded.
     let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| LoadError::format(dir, e))?;
-    let get = |name: &str| -> Result<Tensor, LoadError> {
+    let kernels = if device.is_cpu() {
+        kernels
+    } else {
+        Kernels::Candle
+    };
+    let stored = |name: &str| -> Result<Tensor, LoadError> {
         st.load(name, device)
-            .and_then(|t| t.to_dtype(DType::F32))
             .map_err(|e| LoadError::tensor(dir, name, e))
     };
-    let linear =
-        |name: &str| -> Result<Linear, LoadError> { Ok(Linear::new(QMatMul::Tensor(get(name)?))) };
-    let embed = get("model.embed_tokens.weight")?;
-    let has_head = st.get("lm_head.weight").is_ok();
-    let lm_head = if has_head {
-        linear("lm_head.weight")?
+    let get = |name: &str| -> Result<Tensor, LoadError> {
+        stored(name)?
+            .to_dtype(DType::F32)
+            .map_err(|e| LoadError::tensor(dir, name, e))
+    };
+    let linear = |name: &str| -> Result<Linear, LoadError> {
+        Linear::from_tensor(stored(name)?, kernels, DType::F32)
+            .map_err(|e| LoadError::tensor(dir, name, e))
+    };
+    const EMBED: &str = "model.embed_tokens.weight";
+    let table = stored(EMBED)?;
+    let half_table = if kernels.packs() {
+        Half::from_tensor(&table)
+            .map_err(|e| LoadError::tensor(dir, EMBED, e))?
+            .map(Arc::new)
     } else {
-        Linear::new(QMatMul::Tensor(embed.clone()))
+        None
+    };
+    let has_head = st.get("lm_head.weight").is_ok();
+    let (embed, lm_head) = match half_table {
+        Some(h) => {
+            let head = if has_head {
+                linear("lm_head.weight")?
+            } else {
+                Linear::half(h.clone())
+            };
+            (Embedding::Half(h), head)
+        }
+        None => {
+            let embed = table
+                .to_dtype(DType::F32)
+                .map_err(|e| LoadError::tensor(dir, EMBED, e))?;
+            let head = if has_head {
+                linear("lm_head.weight")?
+            } else {
+                Linear::new(QMatMul::Tensor(embed.clone()))
+            };
+            (Embedding::Dense(embed), head)
+        }
     };
     let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
     for i in 0..cfg.num_hidden_layers {
@@ -125,12 +165,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<Llama, LoadError> {
         });
     }
     let norm = get("model.norm.weight")?;
-    Ok(Llama::new(
-        cfg,
-        Embedding::Dense(embed),
-        blocks,
-        norm,
-        lm_head,
-        device.clone(),
-    ))
+    let mut llama = Llama::new(cfg, embed, blocks, norm, lm_head, device.clone());
+    llama.fuse(kernels);
+    Ok(llama)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
-use crate::model::cpu::{self, Kernels, Packed};
+use crate::model::cpu::{self, Half, Kernels, Packed};
 use crate::model::with_cpu_f32;
 
 /// Dense products of at least this many rows give each row the same result whatever the count.
@@ -25,6 +25,8 @@ pub struct Run {
 enum Weight {
     /// Stored blocks for personas' CPU kernels ([`cpu::quant`]): the file's bytes, regrouped.
     Packed(Arc<Packed>),
+    /// bf16 or f16 weights as stored, for personas' CPU kernels ([`cpu::half`]).
+    Half(Arc<Half>),
     /// candle's quantized or dense matmul (GPUs, formats personas does not pack, dense
     /// checkpoints), with an optional dense f32 copy for speed on the CPU.
     Candle {
@@ -49,13 +51,41 @@ impl Linear {
 
     /// A quantized weight: packed for `kernels` when they pack its format on the CPU (the
     /// tensor is then dropped), else left to candle.
+    /// GGUF's F16 and BF16 stay as stored for [`cpu::half`] likewise.
     pub fn from_qtensor(q: QTensor, kernels: Kernels) -> candle_core::Result<Self> {
         if kernels.packs() && q.device().is_cpu() {
             if let Some(p) = Packed::from_qtensor(&q)? {
                 return Ok(Self::packed(Arc::new(p)));
             }
+            if let Some(h) = Half::from_qtensor(&q)? {
+                return Ok(Self::half(Arc::new(h)));
+            }
         }
         Ok(Self::new(QMatMul::from_qtensor(q)?))
+    }
+
+    /// A dense weight: kept as stored for [`cpu::half`] when it is a bf16 or f16 matrix on the
+    /// CPU and `kernels` are personas' own; else through candle, widened to `dtype`.
+    pub fn from_tensor(t: Tensor, kernels: Kernels, dtype: DType) -> candle_core::Result<Self> {
+        if kernels.packs() {
+            if let Some(h) = Half::from_tensor(&t)? {
+                return Ok(Self::half(Arc::new(h)));
+            }
+        }
+        Ok(Self::new(QMatMul::Tensor(t.to_dtype(dtype)?)))
+    }
+
+    pub fn half(h: Arc<Half>) -> Self {
+        Self {
+            weight: Weight::Half(h),
+        }
+    }
+
+    pub fn as_half(&self) -> Option<&Arc<Half>> {
+        match &self.weight {
+            Weight::Half(h) => Some(h),
+            _ => None,
+        }
     }
 
     pub fn packed(p: Arc<Packed>) -> Self {
@@ -74,6 +104,7 @@ impl Linear {
     pub fn forward(&self, xs: &Tensor, run: Run) -> candle_core::Result<Tensor> {
         match &self.weight {
             Weight::Packed(p) => packed_forward(p, xs, run.kernels),
+            Weight::Half(h) => half_forward(h, xs, run.kernels),
             Weight::Candle { inner, dense } => candle_forward(inner, dense.as_ref(), xs, run),
         }
     }
@@ -138,6 +169,18 @@ fn packed_forward(w: &Arc<Packed>, xs: &Tensor, kernels: Kernels) -> candle_core
     Tensor::from_vec(out, dims, xs.device())
 }
 
+/// `xs (.., k) x w^T` through [`cpu::half`].
+fn half_forward(w: &Half, xs: &Tensor, kernels: Kernels) -> candle_core::Result<Tensor> {
+    if !xs.device().is_cpu() {
+        candle_core::bail!("half-precision weights of personas' kernels take inputs on the CPU");
+    }
+    let xs = xs.to_dtype(DType::F32)?.contiguous()?;
+    let out = with_cpu_f32(&xs, |data| cpu::half::gemm(w, data, kernels))?;
+    let mut dims = xs.dims().to_vec();
+    *dims.last_mut().expect("at least one dim") = w.n();
+    Tensor::from_vec(out, dims, xs.device())
+}
+
 /// `xs (.., k)` through weights that read the same input ([`cpu::gemm_parts`]): one
 /// row-major output per part.
 pub(super) fn packed_parts<const N: usize>(
@@ -160,6 +203,8 @@ pub enum Embedding {
     Quantized(Arc<QTensor>),
     /// The packed table, shared with the output head when the two are tied.
     Packed(Arc<Packed>),
+    /// A bf16 or f16 table as stored, likewise shared with a tied head.
+    Half(Arc<Half>),
     Dense(Tensor),
 }
 
@@ -167,19 +212,8 @@ impl Embedding {
     pub(super) fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Embedding::Quantized(q) => q.embedding(ids),
-            Embedding::Packed(p) => {
-                let list = ids.flatten_all()?.to_vec1::<u32>()?;
-                let mut data = Vec::with_capacity(list.len() * p.k());
-                for &id in &list {
-                    if id as usize >= p.n() {
-                        candle_core::bail!("token id {id} is out of range for {} rows", p.n());
-                    }
-                    data.extend(p.row(id as usize));
-                }
-                let mut shape = ids.dims().to_vec();
-                shape.push(p.k());
-                Tensor::from_vec(data, shape, ids.device())
-            }
+            Embedding::Packed(p) => lookup(ids, p.n(), p.k(), |i| p.row(i)),
+            Embedding::Half(h) => lookup(ids, h.n(), h.k(), |i| h.row(i)),
             Embedding::Dense(t) => {
                 let mut shape = ids.dims().to_vec();
                 shape.push(t.dim(1)?);
@@ -187,4 +221,24 @@ impl Embedding {
             }
         }
     }
+}
+
+/// The rows `ids` of an (n, k) table whose row `i` is `row(i)`, shaped `ids`' dims + (k).
+fn lookup<R: IntoIterator<Item = f32>>(
+    ids: &Tensor,
+    n: usize,
+    k: usize,
+    row: impl Fn(usize) -> R,
+) -> candle_core::Result<Tensor> {
+    let list = ids.flatten_all()?.to_vec1::<u32>()?;
+    let mut data = Vec::with_capacity(list.len() * k);
+    for &id in &list {
+        if id as usize >= n {
+            candle_core::bail!("token id {id} is out of range for {n} rows");
+        }
+        data.extend(row(id as usize));
+    }
+    let mut shape = ids.dims().to_vec();
+    shape.push(k);
+    Tensor::from_vec(data, shape, ids.device())
 }

@@ -221,27 +221,34 @@ impl Llama {
         }
     }
 
-    /// Packed projections.
+    /// Projections run by personas' own kernels (packed blocks or half precision as stored).
     pub fn packed_count(&self) -> usize {
         self.linears()
             .iter()
-            .filter(|l| l.as_packed().is_some())
+            .filter(|l| l.as_packed().is_some() || l.as_half().is_some())
             .count()
     }
 
-    /// Bytes of the packed weights (a table shared by the embedding and the head counted once).
+    /// Bytes of the weights personas' kernels hold (a table shared by the embedding and the
+    /// head counted once).
     pub fn packed_bytes(&self) -> usize {
         let mut seen = std::collections::HashSet::new();
-        self.linears()
-            .iter()
-            .filter_map(|l| l.as_packed())
-            .chain(match &self.embed {
-                Embedding::Packed(p) => Some(p),
-                _ => None,
-            })
-            .filter(|p| seen.insert(Arc::as_ptr(p)))
-            .map(|p| p.bytes())
-            .sum()
+        let mut held = |at: usize, bytes: usize| if seen.insert(at) { bytes } else { 0 };
+        let mut total = 0;
+        for l in self.linears() {
+            if let Some(p) = l.as_packed() {
+                total += held(Arc::as_ptr(p) as usize, p.bytes());
+            }
+            if let Some(h) = l.as_half() {
+                total += held(Arc::as_ptr(h) as usize, h.bytes());
+            }
+        }
+        total += match &self.embed {
+            Embedding::Packed(p) => held(Arc::as_ptr(p) as usize, p.bytes()),
+            Embedding::Half(h) => held(Arc::as_ptr(h) as usize, h.bytes()),
+            _ => 0,
+        };
+        total
     }
 
     /// Records that the projections were packed for `kernels` at load, and groups the packed
