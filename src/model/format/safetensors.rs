@@ -1,10 +1,11 @@
 //! Hugging Face checkpoints: `config.json` plus one `model.safetensors` or shards listed in
 //! `model.safetensors.index.json`, in f32, f16 or bf16.
 //!
-//! On the CPU, bf16 and f16 matrices stay at their stored width for personas' half-precision
-//! kernels (f32 checkpoints, norms and other devices are widened to f32, the dtype the forward
-//! pass computes in); Hugging Face's rotary layout (rotate halves) is kept and recorded in the
-//! config rather than permuting Q and K.
+//! bf16 and f16 weights stay at their stored width: on the CPU for personas' half-precision
+//! kernels (the forward pass in f32 around them), and where candle runs the network (GPUs, or
+//! `--kernels candle`) as candle tensors, the network then computing in that dtype
+//! ([`Llama::dtype`]). f32 checkpoints stay f32. Hugging Face's rotary layout (rotate halves)
+//! is kept and recorded in the config rather than permuting Q and K.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -93,8 +94,7 @@ pub fn config(dir: &Path) -> Result<Config, LoadError> {
     })
 }
 
-/// Loads a checkpoint directory onto `device`. On the CPU with personas' kernels, bf16 and f16
-/// matrices stay as stored ([`crate::model::cpu::half`]); everything else is widened to f32.
+/// Loads a checkpoint directory onto `device` (see the module documentation for dtypes).
 pub fn load(dir: &Path, device: &Device, kernels: Kernels) -> Result<Llama, LoadError> {
     let cfg = config(dir)?;
     let files = weight_files(dir)?;
@@ -109,17 +109,23 @@ pub fn load(dir: &Path, device: &Device, kernels: Kernels) -> Result<Llama, Load
         st.load(name, device)
             .map_err(|e| LoadError::tensor(dir, name, e))
     };
+    const EMBED: &str = "model.embed_tokens.weight";
+    let table = stored(EMBED)?;
+    // What candle computes in: the checkpoint's own bf16 or f16 where candle runs the network
+    // (GPUs), f32 beside personas' CPU kernels.
+    let dtype = match table.dtype() {
+        DType::BF16 | DType::F16 if !kernels.packs() => table.dtype(),
+        _ => DType::F32,
+    };
     let get = |name: &str| -> Result<Tensor, LoadError> {
         stored(name)?
-            .to_dtype(DType::F32)
+            .to_dtype(dtype)
             .map_err(|e| LoadError::tensor(dir, name, e))
     };
     let linear = |name: &str| -> Result<Linear, LoadError> {
-        Linear::from_tensor(stored(name)?, kernels, DType::F32)
+        Linear::from_tensor(stored(name)?, kernels, dtype)
             .map_err(|e| LoadError::tensor(dir, name, e))
     };
-    const EMBED: &str = "model.embed_tokens.weight";
-    let table = stored(EMBED)?;
     let half_table = if kernels.packs() {
         Half::from_tensor(&table)
             .map_err(|e| LoadError::tensor(dir, EMBED, e))?
@@ -139,7 +145,7 @@ pub fn load(dir: &Path, device: &Device, kernels: Kernels) -> Result<Llama, Load
         }
         None => {
             let embed = table
-                .to_dtype(DType::F32)
+                .to_dtype(dtype)
                 .map_err(|e| LoadError::tensor(dir, EMBED, e))?;
             let head = if has_head {
                 linear("lm_head.weight")?

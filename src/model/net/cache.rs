@@ -31,11 +31,12 @@ impl LayerCache {
         heads: usize,
         head_dim: usize,
         cap: usize,
+        dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Self> {
         Ok(Self {
-            k: Tensor::zeros((batch, heads, cap, head_dim), DType::F32, device)?,
-            v: Tensor::zeros((batch, heads, cap, head_dim), DType::F32, device)?,
+            k: Tensor::zeros((batch, heads, cap, head_dim), dtype, device)?,
+            v: Tensor::zeros((batch, heads, cap, head_dim), dtype, device)?,
         })
     }
 
@@ -46,7 +47,7 @@ impl LayerCache {
     /// A copy with room for `cap` positions holding the first `keep`.
     fn copy_to(&self, cap: usize, keep: usize) -> candle_core::Result<Self> {
         let (b, h, _, d) = self.k.dims4()?;
-        let bigger = Self::alloc(b, h, d, cap, self.k.device())?;
+        let bigger = Self::alloc(b, h, d, cap, self.k.dtype(), self.k.device())?;
         if keep > 0 {
             bigger
                 .k
@@ -123,20 +124,23 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// Keys and values in `dtype` (f32 on the CPU; the weights' bf16 or f16 on a GPU).
     /// `share`: forks point at their prefix instead of copying it; only for callers that read
     /// the cache through [`Cache::runs`].
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         n_layers: usize,
         batch: usize,
         heads: usize,
         head_dim: usize,
         capacity: usize,
+        dtype: DType,
         device: &Device,
         share: bool,
     ) -> candle_core::Result<Self> {
         let capacity = capacity.max(16);
         let layers = (0..n_layers)
-            .map(|_| LayerCache::alloc(batch, heads, head_dim, capacity, device))
+            .map(|_| LayerCache::alloc(batch, heads, head_dim, capacity, dtype, device))
             .collect::<candle_core::Result<_>>()?;
         Ok(Self {
             layers: Arc::new(layers),
@@ -374,7 +378,7 @@ impl Cache {
     fn fork(&self, rows: &[usize], extra: usize) -> candle_core::Result<Self> {
         let first = &self.layers[0];
         let (_, heads, _, head_dim) = first.k.dims4()?;
-        let device = first.k.device().clone();
+        let (dtype, device) = (first.k.dtype(), first.k.device().clone());
         if !self.share {
             let idx: Vec<u32> = rows.iter().map(|&i| i as u32).collect();
             let idx = Tensor::from_vec(idx, rows.len(), &device)?;
@@ -410,7 +414,7 @@ impl Cache {
             })
             .collect();
         let layers = (0..self.layers.len())
-            .map(|_| LayerCache::alloc(rows.len(), heads, head_dim, extra.max(16), &device))
+            .map(|_| LayerCache::alloc(rows.len(), heads, head_dim, extra.max(16), dtype, &device))
             .collect::<candle_core::Result<_>>()?;
         Ok(Self {
             layers: Arc::new(layers),

@@ -146,6 +146,8 @@ pub struct Llama {
     fused: Vec<Fused>,
     /// What runs packed projections (see [`Llama::kernels`]).
     kernels: Kernels,
+    /// What the hidden states, the KV cache and candle's products are in (see [`Llama::dtype`]).
+    dtype: DType,
 }
 
 impl Llama {
@@ -158,6 +160,7 @@ impl Llama {
         device: Device,
     ) -> Self {
         let inv_freq = cfg.inv_freq();
+        let dtype = norm.dtype();
         Self {
             cfg,
             embed,
@@ -170,7 +173,15 @@ impl Llama {
             cpu_attention: true,
             fused: Vec::new(),
             kernels: Kernels::Candle,
+            dtype,
         }
+    }
+
+    /// The dtype the network computes in, that of its norms as loaded: f32 on the CPU (and for
+    /// GGUF everywhere), bf16 or f16 for such checkpoints on a GPU. Attention scores and their
+    /// softmax are f32 whatever it is, and logits come out in f32.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// On (the default), attention on a CPU with AVX-512 runs personas' own kernel; off, it runs
@@ -195,6 +206,7 @@ impl Llama {
             self.cfg.num_key_value_heads,
             self.cfg.head_dim,
             capacity,
+            self.dtype,
             &self.device,
             self.uses_cpu_attention(),
         )
@@ -204,6 +216,7 @@ impl Llama {
     fn uses_cpu_attention(&self) -> bool {
         self.cpu_attention
             && matches!(self.device, Device::Cpu)
+            && self.dtype == DType::F32
             && attention::HEAD_DIMS.contains(&self.cfg.head_dim)
     }
 
@@ -333,8 +346,8 @@ impl Llama {
                 sin.push(angle.sin() as f32);
             }
         }
-        let cos = Tensor::from_vec(cos, (batch, seq, half), &self.device)?;
-        let sin = Tensor::from_vec(sin, (batch, seq, half), &self.device)?;
+        let cos = Tensor::from_vec(cos, (batch, seq, half), &self.device)?.to_dtype(self.dtype)?;
+        let sin = Tensor::from_vec(sin, (batch, seq, half), &self.device)?.to_dtype(self.dtype)?;
         Ok((cos, sin))
     }
 
@@ -547,12 +560,12 @@ impl Llama {
         // axis lets one matmul serve the whole group without repeating K/V per head.
         let q = q.reshape((b, nkv, cfg.group_size() * t, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k_all.t()?)? * scale)?;
+        let scores = (q.matmul(&k_all.t()?)?.to_dtype(DType::F32)? * scale)?;
         let scores = match mask {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(self.dtype)?;
         let out = probs.matmul(&v_all)?;
         let out = out
             .reshape((b, nh, t, hd))?
