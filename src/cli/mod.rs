@@ -74,9 +74,10 @@ pub struct ModelArgs {
     /// What runs the projections on the CPU: `auto` (the fastest this CPU has), `amx` (AVX-512
     /// VNNI and AMX tiles for prefill and batches), `avx512` (personas' kernels with AVX-512
     /// VNNI), `avx2` (the portable kernels compiled for AVX2),
-    /// `portable` (the same kernels in plain Rust, any CPU, same results, slower) or `candle` (candle's kernels, as on a GPU). personas'
-    /// kernels keep GGUF weights at their stored width (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,
-    /// Q5_K, Q6_K); other formats go to candle.
+    /// `portable` (the same kernels in plain Rust, any CPU, same results, slower) or `candle`
+    /// (candle's kernels, as on a GPU). personas' kernels keep weights at their stored width
+    /// (GGUF Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K; bf16 and f16 from GGUF or
+    /// safetensors); other formats go to candle.
     #[arg(
         long,
         value_name = "KIND",

@@ -114,8 +114,12 @@ pub fn device(spec: &str) -> Result<Device, LoadError> {
     };
     match spec {
         "cpu" => Ok(Device::Cpu),
-        "metal" => Device::new_metal(0)
-            .map_err(|e| err(format!("{e}; hint: build with `--features metal`"))),
+        "metal" => Device::new_metal(0).map_err(|e| {
+            err(format!(
+                "{}; hint: build with `--features metal`",
+                first_line(&e.to_string())
+            ))
+        }),
         s if s == "cuda" || s.starts_with("cuda:") => {
             let ordinal = match s.strip_prefix("cuda:") {
                 Some(n) => n
@@ -123,8 +127,14 @@ pub fn device(spec: &str) -> Result<Device, LoadError> {
                     .map_err(|_| err("expected `cuda:N` with N a GPU number".into()))?,
                 None => 0,
             };
-            Device::new_cuda(ordinal)
-                .map_err(|e| err(format!("{e}; hint: build with `--features cuda`")))
+            Device::new_cuda(ordinal).map_err(|e| {
+                let hint = if cfg!(feature = "cuda") {
+                    format!("is an NVIDIA driver loaded and GPU {ordinal} present (`nvidia-smi`)?")
+                } else {
+                    "this build has no CUDA: build with `--features cuda` (see README)".into()
+                };
+                err(format!("{}; hint: {hint}", first_line(&e.to_string())))
+            })
         }
         _ => Err(err("expected `cpu`, `cuda`, `cuda:N` or `metal`".into())),
     }

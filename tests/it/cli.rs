@@ -428,7 +428,10 @@ fn error_cuda_on_cpu_build() {
     let err =
         error_of(personas().args(["--device", "cuda", "next-token", "--model", &gguf(), "x"]));
     assert_contains(&err, "cuda");
-    assert_contains(&err, "hint: build with `--features cuda`");
+    assert_contains(
+        &err,
+        "hint: this build has no CUDA: build with `--features cuda`",
+    );
 }
 
 #[test]
