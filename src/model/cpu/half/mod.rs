@@ -14,6 +14,8 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod tiles;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Storage, Tensor};
@@ -115,20 +117,18 @@ impl Half {
             return Ok(None);
         };
         let at = layout.start_offset();
+        fn bits<T: Copy>(values: &[T], to_bits: fn(T) -> u16) -> Vec<u16> {
+            values.iter().map(|&v| to_bits(v)).collect()
+        }
+        let len = n * k;
         let (kind, bits) = match t.dtype() {
             DType::BF16 => (
                 HalfKind::Bf16,
-                cpu.as_slice::<bf16>()?[at..at + n * k]
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect(),
+                bits(&cpu.as_slice::<bf16>()?[at..at + len], bf16::to_bits),
             ),
             DType::F16 => (
                 HalfKind::F16,
-                cpu.as_slice::<f16>()?[at..at + n * k]
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect(),
+                bits(&cpu.as_slice::<f16>()?[at..at + len], f16::to_bits),
             ),
             _ => return Ok(None),
         };
@@ -156,6 +156,10 @@ impl Half {
         self.bits[i * self.k..(i + 1) * self.k]
             .iter()
             .map(|&b| self.kind.widen(b))
+    }
+
+    fn bits(&self) -> &[u16] {
+        &self.bits
     }
 
     fn column(&self, c: usize) -> &[u16] {
@@ -245,9 +249,15 @@ impl Path {
     unsafe fn columns(self, w: &Half, x: &[f32], m: usize, c0: usize, c1: usize, out: *mut f32) {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Path::Avx512 => avx512::columns(w, x, m, c0, c1, out),
+            Path::Avx512 => match w.kind {
+                HalfKind::Bf16 => avx512::columns::<true>(w, x, m, c0, c1, out),
+                HalfKind::F16 => avx512::columns::<false>(w, x, m, c0, c1, out),
+            },
             #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => avx2::columns(w, x, m, c0, c1, out),
+            Path::Avx2 => match w.kind {
+                HalfKind::Bf16 => avx2::columns::<true>(w, x, m, c0, c1, out),
+                HalfKind::F16 => avx2::columns::<false>(w, x, m, c0, c1, out),
+            },
             Path::Portable => {
                 let (n, k) = (w.n, w.k);
                 for r in 0..m {
