@@ -141,6 +141,13 @@ struct Task<'a> {
     out: *mut f32,
 }
 
+impl Task<'_> {
+    /// The batch row and the key head of the task's pair.
+    fn row_and_kv_head(&self) -> (usize, usize) {
+        (self.pair / self.d.kv_heads, self.pair % self.d.kv_heads)
+    }
+}
+
 /// Positions up to `end` that key head `kvh` of a row may see (not `hidden`), with the
 /// addresses of their keys and values in `runs`.
 ///
@@ -222,16 +229,9 @@ mod portable {
     /// Slices and `out` sized as [`super::attend`] checks.
     #[inline(always)]
     pub unsafe fn group(task: Task) {
-        let Task {
-            q,
-            runs,
-            hidden,
-            d,
-            pair,
-            tokens,
-            out,
-        } = task;
-        let (b, kvh) = (pair / d.kv_heads, pair % d.kv_heads);
+        let (b, kvh) = task.row_and_kv_head();
+        let (q, runs, hidden, d) = (task.q, task.runs, task.hidden, task.d);
+        let (tokens, out) = (task.tokens, task.out);
         let hd = d.head_dim;
         let group = d.heads / d.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
@@ -345,16 +345,9 @@ mod x86 {
     /// order, so a row's result does not depend on where its keys sit.
     #[target_feature(enable = "avx512f")]
     unsafe fn heads<const V: usize, const H: usize>(task: Task) {
-        let Task {
-            q,
-            runs,
-            hidden,
-            d,
-            pair,
-            tokens,
-            out,
-        } = task;
-        let (b, kvh) = (pair / d.kv_heads, pair % d.kv_heads);
+        let (b, kvh) = task.row_and_kv_head();
+        let (q, runs, hidden, d) = (task.q, task.runs, task.hidden, task.d);
+        let (tokens, out) = (task.tokens, task.out);
         let hd = V * 16;
         let group = d.heads / d.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
