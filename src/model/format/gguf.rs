@@ -7,7 +7,7 @@
 //! element-wise. An absent `output.weight` means tied embeddings: one table serves both.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -345,18 +345,10 @@ fn half_from_file(
     if !Half::fits(k) {
         return Ok(None);
     }
-    let mut bits = vec![0u16; n * k];
-    // SAFETY: u16 has no invalid bit patterns; the byte view covers exactly `bits`.
-    let bytes =
-        unsafe { std::slice::from_raw_parts_mut(bits.as_mut_ptr() as *mut u8, bits.len() * 2) };
     let start = content.tensor_data_offset.saturating_add(info.offset);
-    file.seek(SeekFrom::Start(start))
-        .and_then(|_| file.read_exact(bytes))
-        .map_err(|e| LoadError::tensor(path, name, e))?;
-    if cfg!(target_endian = "big") {
-        bits.iter_mut().for_each(|b| *b = u16::from_le(*b));
-    }
-    Ok(Some(Half::new(kind, n, k, bits)))
+    Half::read(kind, n, k, file, start)
+        .map(Some)
+        .map_err(|e| LoadError::tensor(path, name, e))
 }
 
 /// Loads every weight of a llama GGUF onto `device`, packed for `kernels` where they pack.

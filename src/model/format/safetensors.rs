@@ -7,7 +7,9 @@
 //! ([`Llama::dtype`]). f32 checkpoints stay f32. Hugging Face's rotary layout (rotate halves)
 //! is kept and recorded in the config rather than permuting Q and K.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::llama::{Llama3RopeType, LlamaConfig};
 
-use crate::model::cpu::{Half, Kernels};
+use crate::model::cpu::{Half, HalfKind, Kernels};
 use crate::model::net::{llama3_freq_factors, Block, Config, Embedding, Linear, Llama};
 use crate::model::{LoadError, LLAMA_ONLY};
 
@@ -94,6 +96,67 @@ pub fn config(dir: &Path) -> Result<Config, LoadError> {
     })
 }
 
+/// Where the bf16 and f16 matrices of a checkpoint's files are, from their headers (8 bytes
+/// of length, then JSON: name -> dtype, shape, data offsets after the header).
+struct HalfMatrices(HashMap<String, (PathBuf, u64, HalfKind, usize, usize)>);
+
+impl HalfMatrices {
+    fn read(files: &[PathBuf]) -> Result<Self, LoadError> {
+        let mut found = HashMap::new();
+        for path in files {
+            let bad = |what: &str| LoadError::format(path, what);
+            let mut file = File::open(path).map_err(|e| LoadError::io(path, e))?;
+            let mut len = [0u8; 8];
+            file.read_exact(&mut len)
+                .map_err(|e| LoadError::io(path, e))?;
+            let len = u64::from_le_bytes(len);
+            if len > 100 << 20 {
+                return Err(bad("safetensors header over 100 MB"));
+            }
+            let mut header = vec![0u8; len as usize];
+            file.read_exact(&mut header)
+                .map_err(|e| LoadError::io(path, e))?;
+            let header: HashMap<String, serde_json::Value> =
+                serde_json::from_slice(&header).map_err(|e| LoadError::format(path, e))?;
+            for (name, info) in header {
+                let kind = match info.get("dtype").and_then(|d| d.as_str()) {
+                    Some("BF16") => HalfKind::Bf16,
+                    Some("F16") => HalfKind::F16,
+                    _ => continue,
+                };
+                let dims: Vec<u64> = info
+                    .get("shape")
+                    .and_then(|s| s.as_array())
+                    .map(|s| s.iter().filter_map(|d| d.as_u64()).collect())
+                    .unwrap_or_default();
+                let start = info
+                    .get("data_offsets")
+                    .and_then(|o| o.get(0))
+                    .and_then(|o| o.as_u64())
+                    .ok_or_else(|| bad("a tensor without data_offsets"))?;
+                if let [n, k] = dims[..] {
+                    if Half::fits(k as usize) {
+                        let at = 8 + len + start;
+                        found.insert(name, (path.clone(), at, kind, n as usize, k as usize));
+                    }
+                }
+            }
+        }
+        Ok(Self(found))
+    }
+
+    /// Matrix `name` read from its file, if it is a bf16 or f16 matrix.
+    fn load(&self, name: &str) -> Result<Option<Arc<Half>>, LoadError> {
+        let Some((path, at, kind, n, k)) = self.0.get(name) else {
+            return Ok(None);
+        };
+        let mut file = File::open(path).map_err(|e| LoadError::io(path, e))?;
+        Half::read(*kind, *n, *k, &mut file, *at)
+            .map(|h| Some(Arc::new(h)))
+            .map_err(|e| LoadError::tensor(path, name, e))
+    }
+}
+
 /// Loads a checkpoint directory onto `device` (see the module documentation for dtypes).
 pub fn load(dir: &Path, device: &Device, kernels: Kernels) -> Result<Llama, LoadError> {
     let cfg = config(dir)?;
@@ -109,12 +172,28 @@ pub fn load(dir: &Path, device: &Device, kernels: Kernels) -> Result<Llama, Load
         st.load(name, device)
             .map_err(|e| LoadError::tensor(dir, name, e))
     };
+    // bf16/f16 matrices for personas' kernels are read from the files into place rather than
+    // through the memory map, whose pages would count as resident beside the copy.
+    let halves = if kernels.packs() {
+        HalfMatrices::read(&files)?
+    } else {
+        HalfMatrices(HashMap::new())
+    };
     const EMBED: &str = "model.embed_tokens.weight";
-    let table = stored(EMBED)?;
+    let half_table = halves.load(EMBED)?;
     // What candle computes in: the checkpoint's own bf16 or f16 where candle runs the network
     // (GPUs), f32 beside personas' CPU kernels.
-    let dtype = match table.dtype() {
-        DType::BF16 | DType::F16 if !kernels.packs() => table.dtype(),
+    let stored_dtype = match half_table {
+        Some(_) => DType::F32,
+        None => st
+            .get(EMBED)
+            .map_err(|e| LoadError::tensor(dir, EMBED, e))?
+            .dtype()
+            .try_into()
+            .map_err(|e| LoadError::tensor(dir, EMBED, e))?,
+    };
+    let dtype = match stored_dtype {
+        DType::BF16 | DType::F16 if !kernels.packs() => stored_dtype,
         _ => DType::F32,
     };
     let get = |name: &str| -> Result<Tensor, LoadError> {
@@ -123,15 +202,10 @@ pub fn load(dir: &Path, device: &Device, kernels: Kernels) -> Result<Llama, Load
             .map_err(|e| LoadError::tensor(dir, name, e))
     };
     let linear = |name: &str| -> Result<Linear, LoadError> {
-        Linear::from_tensor(stored(name)?, kernels, dtype)
-            .map_err(|e| LoadError::tensor(dir, name, e))
-    };
-    let half_table = if kernels.packs() {
-        Half::from_tensor(&table)
-            .map_err(|e| LoadError::tensor(dir, EMBED, e))?
-            .map(Arc::new)
-    } else {
-        None
+        match halves.load(name)? {
+            Some(h) => Ok(Linear::half(h)),
+            None => Ok(Linear::new(QMatMul::Tensor(get(name)?))),
+        }
     };
     let has_head = st.get("lm_head.weight").is_ok();
     let (embed, lm_head) = match half_table {
@@ -144,7 +218,7 @@ pub fn load(dir: &Path, device: &Device, kernels: Kernels) -> Result<Llama, Load
             (Embedding::Half(h), head)
         }
         None => {
-            let embed = table
+            let embed = stored(EMBED)?
                 .to_dtype(dtype)
                 .map_err(|e| LoadError::tensor(dir, EMBED, e))?;
             let head = if has_head {

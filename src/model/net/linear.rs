@@ -64,17 +64,6 @@ impl Linear {
         Ok(Self::new(QMatMul::from_qtensor(q)?))
     }
 
-    /// A dense weight: kept as stored for [`cpu::half`] when it is a bf16 or f16 matrix on the
-    /// CPU and `kernels` are personas' own; else through candle, widened to `dtype`.
-    pub fn from_tensor(t: Tensor, kernels: Kernels, dtype: DType) -> candle_core::Result<Self> {
-        if kernels.packs() {
-            if let Some(h) = Half::from_tensor(&t)? {
-                return Ok(Self::half(Arc::new(h)));
-            }
-        }
-        Ok(Self::new(QMatMul::Tensor(t.to_dtype(dtype)?)))
-    }
-
     pub fn half(h: Arc<Half>) -> Self {
         Self {
             weight: Weight::Half(h),

@@ -18,7 +18,6 @@ mod avx512;
 mod tiles;
 
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{DType, Storage, Tensor};
 use half::{bf16, f16};
 use rayon::prelude::*;
 
@@ -82,6 +81,28 @@ impl Half {
         k > 0 && k.is_multiple_of(LANES)
     }
 
+    /// An (n, k) matrix of little-endian two-byte weights at byte `start` of `file`, read
+    /// straight into place (no second copy of it is ever held).
+    pub fn read(
+        kind: HalfKind,
+        n: usize,
+        k: usize,
+        file: &mut std::fs::File,
+        start: u64,
+    ) -> std::io::Result<Self> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut bits = vec![0u16; n * k];
+        // SAFETY: u16 has no invalid bit patterns; the byte view covers exactly `bits`.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(bits.as_mut_ptr() as *mut u8, bits.len() * 2) };
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(bytes)?;
+        if cfg!(target_endian = "big") {
+            bits.iter_mut().for_each(|b| *b = u16::from_le(*b));
+        }
+        Ok(Self::new(kind, n, k, bits))
+    }
+
     /// A GGUF F16 or BF16 matrix as stored; `None` for other formats or shapes.
     pub fn from_qtensor(q: &QTensor) -> candle_core::Result<Option<Self>> {
         let kind = match q.dtype() {
@@ -100,38 +121,6 @@ impl Half {
             .chunks_exact(2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
             .collect();
-        Ok(Some(Self::new(kind, n, k, bits)))
-    }
-
-    /// A bf16 or f16 (n, k) tensor on the CPU, as stored; `None` for other dtypes or shapes.
-    pub fn from_tensor(t: &Tensor) -> candle_core::Result<Option<Self>> {
-        let Ok((n, k)) = t.dims2() else {
-            return Ok(None);
-        };
-        if !Self::fits(k) || !t.device().is_cpu() {
-            return Ok(None);
-        }
-        let t = t.contiguous()?;
-        let (storage, layout) = t.storage_and_layout();
-        let Storage::Cpu(cpu) = &*storage else {
-            return Ok(None);
-        };
-        let at = layout.start_offset();
-        fn bits<T: Copy>(values: &[T], to_bits: fn(T) -> u16) -> Vec<u16> {
-            values.iter().map(|&v| to_bits(v)).collect()
-        }
-        let len = n * k;
-        let (kind, bits) = match t.dtype() {
-            DType::BF16 => (
-                HalfKind::Bf16,
-                bits(&cpu.as_slice::<bf16>()?[at..at + len], bf16::to_bits),
-            ),
-            DType::F16 => (
-                HalfKind::F16,
-                bits(&cpu.as_slice::<f16>()?[at..at + len], f16::to_bits),
-            ),
-            _ => return Ok(None),
-        };
         Ok(Some(Self::new(kind, n, k, bits)))
     }
 
