@@ -11,8 +11,8 @@ pub enum Error {
     Download(#[from] crate::source::HubError),
     #[error(transparent)]
     Load(#[from] crate::model::LoadError),
-    #[error("{0}")]
-    Tokenize(String),
+    #[error(transparent)]
+    Tokenize(#[from] crate::tokenizer::TokenizerError),
     #[error(transparent)]
     Inference(#[from] crate::engine::EngineError),
     #[error(transparent)]

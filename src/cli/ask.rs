@@ -224,10 +224,7 @@ fn conversation(
             0,
             &mut |_| true,
         )?;
-        let text = model
-            .tokenizer
-            .decode(&g.tokens, true)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let text = model.tokenizer.decode(&g.tokens, true)?;
         messages.push(Message::new("assistant", text.trim()));
         reply = Some(text.trim().to_string());
     }
@@ -244,10 +241,7 @@ fn answers(
         .into_iter()
         .enumerate()
         .map(|(i, g)| {
-            let text = model
-                .tokenizer
-                .decode(&g.tokens, true)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let text = model.tokenizer.decode(&g.tokens, true)?;
             Ok(Answer {
                 sample: i,
                 seed: params.seed.wrapping_add(i as u64),

@@ -71,10 +71,7 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
-            let ids = model
-                .tokenizer
-                .encode(&text, false)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let ids = model.tokenizer.encode(&text, false)?;
             if ids.len() < args.prefill {
                 anyhow::bail!(
                     "`{}` has {} tokens, fewer than --prefill {}",
@@ -86,10 +83,7 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<()> {
             ids[..args.prefill].to_vec()
         }
         None => {
-            let piece = model
-                .tokenizer
-                .encode(DEFAULT_TEXT, false)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let piece = model.tokenizer.encode(DEFAULT_TEXT, false)?;
             piece.iter().copied().cycle().take(args.prefill).collect()
         }
     };

@@ -50,9 +50,7 @@ struct Candidate {
 
 pub fn tokenize(ctx: &Context, args: TokenizeArgs) -> anyhow::Result<()> {
     let model = ctx.load_tokenizer(&args.model)?;
-    let ids = model
-        .encode(&args.text, args.add_bos)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ids = model.encode(&args.text, args.add_bos)?;
     if args.json {
         let tokens: Vec<Token> = ids
             .iter()
@@ -71,10 +69,7 @@ pub fn tokenize(ctx: &Context, args: TokenizeArgs) -> anyhow::Result<()> {
 
 pub fn next_token(ctx: &Context, args: NextTokenArgs) -> anyhow::Result<()> {
     let model = ctx.load_model(&args.model)?;
-    let ids = model
-        .tokenizer
-        .encode(&args.prompt, true)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ids = model.tokenizer.encode(&args.prompt, true)?;
     let mut cache = model.llama.new_cache(1, ids.len())?;
     let logits = prefill(&model.llama, &mut cache, &ids)?;
     let max = logits.iter().copied().fold(f32::MIN, f32::max);

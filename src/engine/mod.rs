@@ -16,13 +16,13 @@ pub enum EngineError {
     #[error("the prompt is empty")]
     EmptyPrompt,
     #[error("tokenizer: {0}")]
-    Tokenizer(String),
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
     #[error("constraint: {0}")]
     Constraint(String),
     #[error("option `{option}` cannot be an answer of this model: {why}; hint: reword the option so the model's vocabulary can write it, distinct from the others")]
     Option { option: String, why: String },
     #[error("chat template: {0}")]
-    Template(String),
+    Template(#[from] crate::chat::ChatError),
     #[error("inference failed: {0}")]
     Candle(#[from] candle_core::Error),
 }

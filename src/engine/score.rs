@@ -95,7 +95,7 @@ pub fn tokenize_options(
 pub(crate) fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, EngineError> {
     tokenizer
         .encode(text, false)
-        .map_err(|e| EngineError::Tokenizer(e.to_string()))
+        .map_err(EngineError::Tokenizer)
 }
 
 /// The ids of `option` as the model writes it after `before` (whose ids are `base`): the
@@ -141,7 +141,7 @@ pub(crate) fn check_options<'a>(
         }
         let back = tokenizer
             .decode(ids, false)
-            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+            .map_err(EngineError::Tokenizer)?;
         if back.trim() != text.trim() {
             return Err(refuse(format!(
                 "the tokenizer writes it back as `{}`",

@@ -105,7 +105,7 @@ impl<'m> ChatSession<'m> {
             .model
             .tokenizer
             .decode(&generation.tokens, true)
-            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+            .map_err(EngineError::Tokenizer)?;
         self.messages.push(Message::new("assistant", text.trim()));
         Ok((text, generation))
     }
@@ -118,7 +118,7 @@ pub fn model_template(model: &Model) -> Result<ChatTemplate, EngineError> {
         Some(s) => ChatTemplate::new(&s),
         None => Ok(ChatTemplate::chatml()),
     }
-    .map_err(|e| EngineError::Template(e.to_string()))
+    .map_err(EngineError::Template)
 }
 
 /// Renders `messages` and tokenizes the result, special tokens parsed; BOS is added where the
@@ -134,9 +134,8 @@ pub fn render_ids(
     let eos = tok.eos_token().map(|(_, s)| s).unwrap_or_default();
     let text = template
         .render(messages, add_generation_prompt, &bos, &eos)
-        .map_err(|e| EngineError::Template(e.to_string()))?;
+        .map_err(EngineError::Template)?;
     // Templates that write BOS themselves (Llama 3) must not get a second one.
     let add_bos = bos.is_empty() || !text.starts_with(&bos);
-    tok.encode(&text, add_bos)
-        .map_err(|e| EngineError::Tokenizer(e.to_string()))
+    tok.encode(&text, add_bos).map_err(EngineError::Tokenizer)
 }

@@ -98,7 +98,7 @@ impl<'a> Asker<'a> {
             .model
             .tokenizer
             .decode(tokens, true)
-            .map_err(|e| Error::Tokenize(e.to_string()))?;
+            .map_err(Error::Tokenize)?;
         Ok(text.trim().to_string())
     }
 

@@ -43,7 +43,7 @@ impl Asker<'_> {
                             .model
                             .tokenizer
                             .encode(text, false)
-                            .map_err(|e| Error::Tokenize(e.to_string()))?;
+                            .map_err(Error::Tokenize)?;
                         logits = prefill(llama, &mut base, &lit).map_err(engine)?;
                         before = text.clone();
                     }
@@ -55,7 +55,7 @@ impl Asker<'_> {
                                 .model
                                 .tokenizer
                                 .encode(next, false)
-                                .map_err(|e| Error::Tokenize(e.to_string()))?;
+                                .map_err(Error::Tokenize)?;
                             terminate_ambiguous(&mut toks, &first[..first.len().min(1)]);
                         }
                         let d = score_after(llama, &base, &logits, &toks)?;
@@ -88,7 +88,7 @@ impl Asker<'_> {
                                 .model
                                 .tokenizer
                                 .encode(next, false)
-                                .map_err(|e| Error::Tokenize(e.to_string()))?
+                                .map_err(Error::Tokenize)?
                                 .into_iter()
                                 .take(1)
                                 .collect(),
