@@ -181,20 +181,21 @@ pub fn load(dir: &Path, device: &Device, kernels: Kernels) -> Result<Llama, Load
     };
     const EMBED: &str = "model.embed_tokens.weight";
     let half_table = halves.load(EMBED)?;
-    // What candle computes in: the checkpoint's own bf16 or f16 where candle runs the network
-    // (GPUs), f32 beside personas' CPU kernels.
-    let stored_dtype = match half_table {
-        Some(_) => DType::F32,
-        None => st
+    // What candle computes in: f32 beside personas' CPU kernels; where candle runs the network
+    // (GPUs), the checkpoint's own bf16 or f16.
+    let dtype = if kernels.packs() {
+        DType::F32
+    } else {
+        let stored: DType = st
             .get(EMBED)
             .map_err(|e| LoadError::tensor(dir, EMBED, e))?
             .dtype()
             .try_into()
-            .map_err(|e| LoadError::tensor(dir, EMBED, e))?,
-    };
-    let dtype = match stored_dtype {
-        DType::BF16 | DType::F16 if !kernels.packs() => stored_dtype,
-        _ => DType::F32,
+            .map_err(|e| LoadError::tensor(dir, EMBED, e))?;
+        match stored {
+            DType::BF16 | DType::F16 => stored,
+            _ => DType::F32,
+        }
     };
     let get = |name: &str| -> Result<Tensor, LoadError> {
         stored(name)?

@@ -50,15 +50,12 @@ impl Linear {
     }
 
     /// A quantized weight: packed for `kernels` when they pack its format on the CPU (the
-    /// tensor is then dropped), else left to candle.
-    /// GGUF's F16 and BF16 stay as stored for [`cpu::half`] likewise.
+    /// tensor is then dropped), else left to candle. (GGUF's F16 and BF16 never get here on the
+    /// CPU: the loader reads them straight into [`Half`].)
     pub fn from_qtensor(q: QTensor, kernels: Kernels) -> candle_core::Result<Self> {
         if kernels.packs() && q.device().is_cpu() {
             if let Some(p) = Packed::from_qtensor(&q)? {
                 return Ok(Self::packed(Arc::new(p)));
-            }
-            if let Some(h) = Half::from_qtensor(&q)? {
-                return Ok(Self::half(Arc::new(h)));
             }
         }
         Ok(Self::new(QMatMul::from_qtensor(q)?))

@@ -17,7 +17,6 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod tiles;
 
-use candle_core::quantized::{GgmlDType, QTensor};
 use half::{bf16, f16};
 use rayon::prelude::*;
 
@@ -103,27 +102,6 @@ impl Half {
         Ok(Self::new(kind, n, k, bits))
     }
 
-    /// A GGUF F16 or BF16 matrix as stored; `None` for other formats or shapes.
-    pub fn from_qtensor(q: &QTensor) -> candle_core::Result<Option<Self>> {
-        let kind = match q.dtype() {
-            GgmlDType::F16 => HalfKind::F16,
-            GgmlDType::BF16 => HalfKind::Bf16,
-            _ => return Ok(None),
-        };
-        let Ok((n, k)) = q.shape().dims2() else {
-            return Ok(None);
-        };
-        if !Self::fits(k) {
-            return Ok(None);
-        }
-        let bytes = q.data()?;
-        let bits = bytes
-            .chunks_exact(2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-            .collect();
-        Ok(Some(Self::new(kind, n, k, bits)))
-    }
-
     pub fn kind(&self) -> HalfKind {
         self.kind
     }
@@ -142,17 +120,16 @@ impl Half {
 
     /// Output `i`'s weights, widened to f32 (an embedding lookup).
     pub fn row(&self, i: usize) -> impl Iterator<Item = f32> + '_ {
-        self.bits[i * self.k..(i + 1) * self.k]
-            .iter()
-            .map(|&b| self.kind.widen(b))
+        self.row_bits(i).iter().map(|&b| self.kind.widen(b))
     }
 
     fn bits(&self) -> &[u16] {
         &self.bits
     }
 
-    fn column(&self, c: usize) -> &[u16] {
-        &self.bits[c * self.k..(c + 1) * self.k]
+    /// Output `i`'s weights as stored.
+    fn row_bits(&self, i: usize) -> &[u16] {
+        &self.bits[i * self.k..(i + 1) * self.k]
     }
 }
 
@@ -252,7 +229,7 @@ impl Path {
                 for r in 0..m {
                     let xr = &x[r * k..(r + 1) * k];
                     for c in c0..c1 {
-                        *out.add(r * n + c) = dot_portable(w.kind, w.column(c), xr);
+                        *out.add(r * n + c) = dot_portable(w.kind, w.row_bits(c), xr);
                     }
                 }
             }
