@@ -143,5 +143,59 @@ fn half_kernels(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, kernels, half_kernels);
+/// Attention alone at the 1B model's heads (32 query heads over 8 key-value heads of 64):
+/// `rows` sequences decoding one token each over `ctx` cached positions (batched decode,
+/// surveys' answers), and one sequence prefilling 128 tokens; reported as score and value
+/// multiply-adds per second.
+fn attention(c: &mut Criterion) {
+    use personas::model::cpu::attention::{attend, simd_available, Dims, Run};
+    let (heads, kv_heads, hd) = (32, 8, 64);
+    for (rows, seq, ctx) in [(16, 1, 128), (16, 1, 512), (1, 128, 128)] {
+        let start = ctx - seq;
+        let capacity = ctx;
+        let kv: Vec<f32> = (0..rows * kv_heads * capacity * hd)
+            .map(|i| ((i % 89) as f32 - 44.0) / 60.0)
+            .collect();
+        let q = inputs(rows * heads * seq, hd);
+        let stride = capacity * hd;
+        let runs: Vec<Vec<Run>> = (0..rows)
+            .map(|b| {
+                let at = b * kv_heads * stride;
+                vec![Run {
+                    k: kv[at..].as_ptr(),
+                    v: kv[at..].as_ptr(),
+                    head_stride: stride,
+                    len: ctx,
+                }]
+            })
+            .collect();
+        let hidden = vec![vec![false; ctx]; rows];
+        let d = Dims {
+            batch: rows,
+            seq,
+            heads,
+            kv_heads,
+            head_dim: hd,
+            start,
+        };
+        let mut g = c.benchmark_group(format!("attention/{rows}x{seq}/{ctx}"));
+        g.sample_size(10);
+        // Scores and weighted values of every query against every position it sees.
+        let seen: usize = (0..seq).map(|i| start + i + 1).sum();
+        g.throughput(Throughput::Elements((2 * rows * heads * seen * hd) as u64));
+        for simd in [true, false] {
+            if simd && !simd_available() {
+                continue;
+            }
+            let name = if simd { "avx512" } else { "portable" };
+            // SAFETY: the runs point at `ctx` positions of every head in `kv`, alive here.
+            g.bench_function(name, |b| {
+                b.iter(|| unsafe { attend(&q, &runs, &hidden, d, simd) })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, kernels, half_kernels, attention);
 criterion_main!(benches);

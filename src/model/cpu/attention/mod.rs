@@ -353,7 +353,7 @@ mod x86 {
         let scale = 1.0 / (hd as f32).sqrt();
         let (visible, keys) = super::visible_keys(runs, hidden, kvh, hd, d.start + tokens.end);
         let padded = visible.len().div_ceil(16) * 16;
-        let kt = super::transposed(&keys, hd, padded);
+        let kt = transposed::<V>(&keys, padded);
         let mut scores = vec![0f32; H * padded];
         for i in tokens {
             let at = d.start + i;
@@ -387,23 +387,115 @@ mod x86 {
                     let s = &mut scores[h * padded..h * padded + count];
                     let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
                     exp_shifted(s, max);
-                    let mut sum = 0f32;
-                    let mut acc = [_mm512_setzero_ps(); V];
-                    for (&(_, vj), &p) in keys.iter().zip(s.iter()) {
-                        sum += p;
-                        let pv = _mm512_set1_ps(p);
-                        for (c, a) in acc.iter_mut().enumerate() {
-                            *a = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj.add(c * 16)), *a);
-                        }
+                }
+                let o = out.add(((b * d.seq + i) * d.heads + kvh * group + g0) * hd);
+                let at = |h: usize| (scores.as_ptr().add(h * padded), o.add(h * hd));
+                // Each value row is loaded once for as many heads as the registers hold.
+                if V * H <= 16 {
+                    weighted_values::<V, H>(&keys[..count], std::array::from_fn(at));
+                } else if H % 2 == 0 {
+                    for h in (0..H).step_by(2) {
+                        weighted_values::<V, 2>(&keys[..count], [at(h), at(h + 1)]);
                     }
-                    let inv = _mm512_set1_ps(1.0 / sum);
-                    let o = out.add(((b * d.seq + i) * d.heads + kvh * group + g0 + h) * hd);
-                    for (c, a) in acc.iter().enumerate() {
-                        _mm512_storeu_ps(o.add(c * 16), _mm512_mul_ps(*a, inv));
+                } else {
+                    for h in 0..H {
+                        weighted_values::<V, 1>(&keys[..count], [at(h)]);
                     }
                 }
             }
         }
+    }
+
+    /// For each of `H` heads (`(p, o)`: its softmax numerators, one per key, and where its
+    /// output goes), the values at `keys` summed key by key in order with weights `p`, divided
+    /// by the sum of `p` (also in key order): the same operations per head as one head at a
+    /// time, with each value row loaded once for all of them.
+    #[inline(always)]
+    unsafe fn weighted_values<const V: usize, const H: usize>(
+        keys: &[(*const f32, *const f32)],
+        heads: [(*const f32, *mut f32); H],
+    ) {
+        let mut sum = [0f32; H];
+        let mut acc = [[_mm512_setzero_ps(); V]; H];
+        for (j, &(_, vj)) in keys.iter().enumerate() {
+            let mut row = [_mm512_setzero_ps(); V];
+            for (c, r) in row.iter_mut().enumerate() {
+                *r = _mm512_loadu_ps(vj.add(c * 16));
+            }
+            for ((a, s), &(p, _)) in acc.iter_mut().zip(&mut sum).zip(&heads) {
+                let p = *p.add(j);
+                *s += p;
+                let pv = _mm512_set1_ps(p);
+                for (a, r) in a.iter_mut().zip(&row) {
+                    *a = _mm512_fmadd_ps(pv, *r, *a);
+                }
+            }
+        }
+        for ((a, s), &(_, o)) in acc.iter().zip(&sum).zip(&heads) {
+            let inv = _mm512_set1_ps(1.0 / s);
+            for (c, a) in a.iter().enumerate() {
+                _mm512_storeu_ps(o.add(c * 16), _mm512_mul_ps(*a, inv));
+            }
+        }
+    }
+
+    /// The keys at `keys` transposed as [`super::transposed`] lays them out (`16 V` x `width`,
+    /// zeros past the keys), 16 keys x 16 dimensions at a time through registers (a 16 x 16
+    /// transpose is 64 shuffles; element by element it was 256 scattered stores and the
+    /// larger part of a decoding step's attention).
+    #[inline(always)]
+    unsafe fn transposed<const V: usize>(
+        keys: &[(*const f32, *const f32)],
+        width: usize,
+    ) -> Vec<f32> {
+        let hd = V * 16;
+        let mut kt = vec![0f32; hd * width];
+        for (jb, block) in keys.chunks(16).enumerate() {
+            for c0 in (0..hd).step_by(16) {
+                let mut r = [_mm512_setzero_ps(); 16];
+                for (r, &(kp, _)) in r.iter_mut().zip(block) {
+                    *r = _mm512_loadu_ps(kp.add(c0));
+                }
+                let t = transpose16(r);
+                for (c, v) in t.iter().enumerate() {
+                    _mm512_storeu_ps(kt.as_mut_ptr().add((c0 + c) * width + jb * 16), *v);
+                }
+            }
+        }
+        kt
+    }
+
+    /// Rows `r` of a 16 x 16 matrix as its columns.
+    #[inline(always)]
+    unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+        // Pairs of rows interleaved within 128-bit lanes, then pairs of those as 64-bit
+        // halves: u[4g + m] holds, in 128-bit lane l, element 4l + m of rows 4g..4g + 4.
+        let mut u = [_mm512_setzero_ps(); 16];
+        for g in 0..4 {
+            let (a, b, c, d) = (r[4 * g], r[4 * g + 1], r[4 * g + 2], r[4 * g + 3]);
+            let t0 = _mm512_castps_pd(_mm512_unpacklo_ps(a, b));
+            let t1 = _mm512_castps_pd(_mm512_unpackhi_ps(a, b));
+            let t2 = _mm512_castps_pd(_mm512_unpacklo_ps(c, d));
+            let t3 = _mm512_castps_pd(_mm512_unpackhi_ps(c, d));
+            u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+            u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+            u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+            u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+        }
+        // Then 128-bit lanes gathered across the four row groups: column 4l + m is lane l of
+        // u[m], u[4 + m], u[8 + m], u[12 + m].
+        let mut out = [_mm512_setzero_ps(); 16];
+        for m in 0..4 {
+            let w0 = _mm512_shuffle_f32x4::<0x88>(u[m], u[4 + m]);
+            let w1 = _mm512_shuffle_f32x4::<0xDD>(u[m], u[4 + m]);
+            let w2 = _mm512_shuffle_f32x4::<0x88>(u[8 + m], u[12 + m]);
+            let w3 = _mm512_shuffle_f32x4::<0xDD>(u[8 + m], u[12 + m]);
+            out[m] = _mm512_shuffle_f32x4::<0x88>(w0, w2);
+            out[8 + m] = _mm512_shuffle_f32x4::<0xDD>(w0, w2);
+            out[4 + m] = _mm512_shuffle_f32x4::<0x88>(w1, w3);
+            out[12 + m] = _mm512_shuffle_f32x4::<0xDD>(w1, w3);
+        }
+        out
     }
 }
 

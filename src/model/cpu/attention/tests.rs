@@ -97,27 +97,34 @@ fn data(n: usize, seed: usize) -> Vec<f32> {
 
 #[test]
 fn matches_the_plain_computation_with_gaps_and_causality() {
-    let d = Dims {
-        batch: 3,
-        seq: 4,
-        heads: 6,
-        kv_heads: 2,
-        head_dim: 32,
-        start: 9,
-    };
-    let capacity = 20;
-    let q = data(d.batch * d.heads * d.seq * d.head_dim, 1);
-    let k = data(d.batch * d.kv_heads * capacity * d.head_dim, 2);
-    let v = data(d.batch * d.kv_heads * capacity * d.head_dim, 3);
-    let mut hidden = vec![vec![false; 13]; 3];
-    hidden[1][0..3].iter_mut().for_each(|h| *h = true); // left padding
-    hidden[2][5..8].iter_mut().for_each(|h| *h = true); // filler after a prefix
-    hidden[2][10] = true; // a filler token among the new ones: output zero
-    let slow = attend_reference(&q, &k, &v, capacity, &hidden, d);
-    for simd in paths() {
-        let fast = run(&q, &k, &v, capacity, &hidden, d, simd);
-        for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
-            assert!((a - b).abs() < 2e-5, "simd {simd}, {i}: {a} vs {b}");
+    // Every head size, query groups that the kernel scores 3 and 4 heads at a time (and sums
+    // values for 4, 2 and 1 at a time), and more keys than one block of 16.
+    for (head_dim, heads, start) in [(32, 6, 9), (64, 8, 29), (128, 8, 29), (128, 6, 40)] {
+        let d = Dims {
+            batch: 3,
+            seq: 4,
+            heads,
+            kv_heads: 2,
+            head_dim,
+            start,
+        };
+        let capacity = start + d.seq + 3;
+        let q = data(d.batch * d.heads * d.seq * d.head_dim, 1);
+        let k = data(d.batch * d.kv_heads * capacity * d.head_dim, 2);
+        let v = data(d.batch * d.kv_heads * capacity * d.head_dim, 3);
+        let mut hidden = vec![vec![false; start + d.seq]; 3];
+        hidden[1][0..3].iter_mut().for_each(|h| *h = true); // left padding
+        hidden[2][5..8].iter_mut().for_each(|h| *h = true); // filler after a prefix
+        hidden[2][start + 1] = true; // a filler token among the new ones: output zero
+        let slow = attend_reference(&q, &k, &v, capacity, &hidden, d);
+        for simd in paths() {
+            let fast = run(&q, &k, &v, capacity, &hidden, d, simd);
+            for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+                assert!(
+                    (a - b).abs() < 2e-5,
+                    "head {head_dim}, simd {simd}, {i}: {a} vs {b}"
+                );
+            }
         }
     }
 }
