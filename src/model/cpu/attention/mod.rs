@@ -393,7 +393,7 @@ mod x86 {
                 // Each value row is loaded once for as many heads as the registers hold.
                 if V * H <= 16 {
                     weighted_values::<V, H>(&keys[..count], std::array::from_fn(at));
-                } else if H % 2 == 0 {
+                } else if H.is_multiple_of(2) {
                     for h in (0..H).step_by(2) {
                         weighted_values::<V, 2>(&keys[..count], [at(h), at(h + 1)]);
                     }
