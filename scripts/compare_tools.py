@@ -28,7 +28,11 @@ Workloads, the same on both sides, each model, --threads threads:
     memory   peak resident memory (max RSS from /usr/bin/time) of the decode run on each side.
 
 llama-bench and llama-batched-bench run with their defaults otherwise (mmap on, f16 KV cache).
-Output: a table per model and, with --out, all raw figures as JSON.
+Output: a table per model and, with --out, all raw figures as JSON. Each figure is also given as
+a share of this machine's ceiling, measured in the same run (`personas bench --ceilings`): the
+multiply-add peak of all threads for prefill, many rows and the survey (its multiply-adds from
+the tokens the run computed), the read bandwidth for one row's decoding (its weights once a
+token). Both tools do the same work per token, so both get a share.
 """
 import argparse
 import json
@@ -100,9 +104,10 @@ def llama_survey(gguf, respondents):
 
 def personas_bench(binary, gguf, threads, prefill, decode, rows=1):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    # --ceilings: the machine's peaks measured in the same run, and the work per token.
     out, _, rss = run([binary, "bench", "--model", gguf, "--prefill", str(prefill), "--decode",
                        str(decode), "--rows", str(rows), "--threads", str(threads), "--repeats",
-                       "2", "--json"], env=env)
+                       "2", "--json", "--ceilings"], env=env)
     res = json.loads(out.strip().splitlines()[-1])
     res["peak_mb"] = rss
     return res
@@ -118,8 +123,10 @@ def personas_survey(binary, gguf, threads, respondents):
         _, _, rss = run([binary, "run", study, "--mode", "exact", "--quiet", "--out",
                          os.path.join(tmp, "out"), "--model", gguf], env=env)
         manifest = json.load(open(os.path.join(tmp, "out", "manifest.json")))
-        return {"answers_per_second": manifest["timings"]["answers_per_second"], "peak_mb": rss,
-                "kernels": (manifest.get("model") or {}).get("kernels")}
+        t = manifest["timings"]
+        return {"answers_per_second": t["answers_per_second"], "peak_mb": rss,
+                "kernels": (manifest.get("model") or {}).get("kernels"),
+                "macs_per_s": t.get("multiply_adds", 0) / t["run_seconds"] if t["run_seconds"] else 0}
 
 
 def ratio(a, b):
@@ -151,19 +158,39 @@ def main():
         p1 = personas_bench(a.personas, gguf, a.threads, a.prefill, a.decode)
         pe.update({"prefill_tok_s": p1["prefill_tok_s"], "decode_tok_s": p1["decode_tok_s"],
                    "peak_mb": p1["peak_mb"]})
+        # Work per unit of each figure, and the ceiling that bounds it (see `personas bench
+        # --ceilings`): a prefill token's multiply-adds against the multiply-add peak, a decoded
+        # token's weight bytes against read bandwidth, a batched token's multiply-adds (with the
+        # output head) against the peak. Both tools do the same work per token.
+        b, c = p1["bounds"], p1["ceilings"]
+        peak = b["prefill_macs_per_s"] / b["prefill_share"] if b.get("prefill_share") else None
+        per = {"prefill_tok_s": (b["prefill_macs_per_s"] / p1["prefill_tok_s"], peak),
+               "decode_tok_s": (b["decode_rate"] / p1["decode_tok_s"], c["read_bytes_per_s"])}
+        r["ceilings"] = c
+        survey_share = None
         for n in rows:
             lc[f"rows{n}_tok_s"] = llama_batched(gguf, a.threads, n)["decode_tok_s"]
-            pe[f"rows{n}_tok_s"] = personas_bench(a.personas, gguf, a.threads, 64, 64, n)["decode_tok_s"]
+            pn = personas_bench(a.personas, gguf, a.threads, 64, 64, n)
+            pe[f"rows{n}_tok_s"] = pn["decode_tok_s"]
+            per[f"rows{n}_tok_s"] = (pn["bounds"]["decode_rate"] / pn["decode_tok_s"], peak)
         if not a.skip_survey:
             try:
                 lc["survey_answers_s"] = llama_survey(gguf, a.survey_respondents)["answers_per_second"]
             except Exception as e:  # the personas side still runs
                 print(f"llama.cpp survey: {e}", file=sys.stderr)
-            pe["survey_answers_s"] = personas_survey(a.personas, gguf, a.threads,
-                                                     a.survey_respondents)["answers_per_second"]
+            sv = personas_survey(a.personas, gguf, a.threads, a.survey_respondents)
+            pe["survey_answers_s"] = sv["answers_per_second"]
+            # personas' own work (its filler included, which llama.cpp does not compute): its
+            # share only.
+            survey_share = sv["macs_per_s"] / peak if peak else None
         results.append(r)
         print(f"\n{name} ({a.threads} threads)")
-        print("| workload | llama.cpp | personas | personas / llama.cpp |\n| --- | --- | --- | --- |")
+        int8 = c.get("int8_macs_per_s")
+        print(f"ceilings: {int8 and round(int8 / 1e9, 1)} G byte multiply-adds/s "
+              f"({c.get('int8_instruction')}), {c['f32_fmas_per_s'] / 1e9:.1f} G f32 FMA/s, "
+              f"{c['read_bytes_per_s'] / 1e9:.1f} GB/s read")
+        print("| workload | llama.cpp | personas | personas / llama.cpp | llama.cpp, share of "
+              "ceiling | personas, share of ceiling |\n| --- | --- | --- | --- | --- | --- |")
         keys = ["prefill_tok_s", "decode_tok_s"] + [f"rows{n}_tok_s" for n in rows] + \
             ["survey_answers_s", "peak_mb"]
         for k in keys:
@@ -172,7 +199,14 @@ def main():
                 continue
             rt = ratio(y, x)
             label = "peak memory MB (ratio: lower is better)" if k == "peak_mb" else k
-            print(f"| {label} | {x and round(x, 1)} | {y and round(y, 1)} | {rt} |", flush=True)
+            work, top = per.get(k, (None, None))
+            share = lambda v: f"{100 * v * work / top:.0f}%" if v and work and top else "-"
+            sx, sy = share(x), share(y)
+            if k == "survey_answers_s" and survey_share:
+                sy = f"{100 * survey_share:.0f}%"
+            r.setdefault("shares", {})[k] = {"llama.cpp": sx, "personas": sy}
+            print(f"| {label} | {x and round(x, 1)} | {y and round(y, 1)} | {rt} | {sx} | {sy} |",
+                  flush=True)
     if a.out:
         json.dump(results, open(a.out, "w"), indent=1)
 

@@ -9,6 +9,8 @@ use serde::Serialize;
 use super::{Context, ModelArgs};
 use crate::engine::generate::prefill;
 use crate::engine::sampling::argmax;
+use crate::model::cpu::ceilings::{self, Ceilings};
+use crate::model::cpu::Kernels;
 use crate::model::LogitsAt;
 
 #[derive(Debug, Args)]
@@ -35,6 +37,11 @@ pub struct BenchArgs {
     /// Timed repetitions after one untimed warm-up; the best of each figure is reported.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Also measure this CPU's ceilings (multiply-adds per second on every thread, memory read
+    /// bandwidth; about two seconds, after the timed runs) and give each figure as a share of
+    /// the one that bounds it.
+    #[arg(long)]
+    pub ceilings: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -53,6 +60,54 @@ struct Report {
     kernels: String,
     /// MiB of weights held in personas' packed layout.
     packed_mib: f64,
+    /// With `--ceilings`: the machine's, and the figures above against them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ceilings: Option<Ceilings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bounds: Option<Bounds>,
+}
+
+/// The figures as the work they did per second, each against the ceiling that bounds it: a
+/// prefill and many rows' decoding are multiply-adds (byte products for the packed formats,
+/// f32 for bf16/f16), one row's decoding is reading every projection's weights once a token.
+#[derive(Serialize)]
+struct Bounds {
+    prefill_macs_per_s: f64,
+    prefill_share: Option<f64>,
+    /// Rows > 1: multiply-adds per second (with the output head); one row: bytes per second.
+    decode_rate: f64,
+    decode_unit: &'static str,
+    decode_share: Option<f64>,
+}
+
+fn bounds(llama: &crate::model::Llama, r: &Report, c: &Ceilings) -> Bounds {
+    // The packed formats multiply bytes; bf16/f16 weights are widened to f32.
+    let peak = match llama.kernels() {
+        Kernels::Candle => None,
+        _ if llama.packed_half() => Some(c.f32_fmas_per_s),
+        _ => c.int8_macs_per_s,
+    };
+    let share = |rate: f64, peak: Option<f64>| peak.map(|p| rate / p);
+    let prefill_macs_per_s = r.prefill_tok_s * llama.multiply_adds_per_token(false) as f64;
+    let (decode_rate, decode_unit, decode_share) = if r.rows > 1 {
+        let rate = r.decode_tok_s * llama.multiply_adds_per_token(true) as f64;
+        (rate, "multiply-adds/s", share(rate, peak))
+    } else {
+        match llama.projection_bytes() {
+            Some(bytes) => {
+                let rate = r.decode_tok_s * bytes as f64;
+                (rate, "bytes/s", Some(rate / c.read_bytes_per_s))
+            }
+            None => (0.0, "bytes/s", None),
+        }
+    };
+    Bounds {
+        prefill_macs_per_s,
+        prefill_share: share(prefill_macs_per_s, peak),
+        decode_rate,
+        decode_unit,
+        decode_share,
+    }
 }
 
 const DEFAULT_TEXT: &str = "The survey asked farmers, teachers and nurses how they feel about \
@@ -131,7 +186,7 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<()> {
             best_decode = best_decode.min(decode_s);
         }
     }
-    let report = Report {
+    let mut report = Report {
         threads: candle_core::utils::get_num_threads(),
         repeats: args.repeats,
         rows: args.rows,
@@ -142,7 +197,14 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<()> {
         decode_tok_s: (args.decode * args.rows.max(1)) as f64 / best_decode,
         kernels: llama.kernels().to_string(),
         packed_mib: llama.packed_bytes() as f64 / (1 << 20) as f64,
+        ceilings: None,
+        bounds: None,
     };
+    if args.ceilings {
+        let c = ceilings::measure();
+        report.bounds = Some(bounds(llama, &report, &c));
+        report.ceilings = Some(c);
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -156,6 +218,26 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<()> {
             report.kernels,
             report.packed_mib
         );
+        if let (Some(c), Some(b)) = (&report.ceilings, &report.bounds) {
+            let g = |v: f64| v / 1e9;
+            let pct = |s: Option<f64>| s.map_or("-".into(), |s| format!("{:.0}%", 100.0 * s));
+            println!(
+                "ceilings on {} threads: {} G byte multiply-adds/s ({}), {:.1} G f32 FMA/s, {:.1} GB/s read",
+                c.threads,
+                c.int8_macs_per_s.map_or("-".into(), |v| format!("{:.1}", g(v))),
+                c.int8_instruction.unwrap_or("none"),
+                g(c.f32_fmas_per_s),
+                g(c.read_bytes_per_s)
+            );
+            println!(
+                "prefill {:.1} G multiply-adds/s ({} of the peak); decode {:.1} G {} ({} of the ceiling)",
+                g(b.prefill_macs_per_s),
+                pct(b.prefill_share),
+                g(b.decode_rate),
+                b.decode_unit,
+                pct(b.decode_share)
+            );
+        }
     }
     Ok(())
 }

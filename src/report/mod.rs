@@ -172,6 +172,11 @@ pub struct Timings {
     pub total_seconds: f64,
     /// Answers per second over the run.
     pub answers_per_second: f64,
+    /// Multiply-adds of the model's projections the run computed (prompts, filler included,
+    /// and every row's logits): set against the machine's peak (`personas bench --ceilings`),
+    /// how much of the CPU the run used.
+    #[serde(default)]
+    pub multiply_adds: u64,
 }
 
 impl Manifest {

@@ -173,6 +173,7 @@ pub fn run(
     let share: usize = groups[mine.clone()].iter().map(|g| g.len()).sum();
     let bar = progress_bar(settings.progress, (share * per_respondent) as u64);
     let started = Instant::now();
+    let work = asker.model.llama.multiply_adds_done();
     let (mut answers, mut respondents, mut skipped) = (0, 0, 0);
     let mut failed = Vec::new();
     let mut interrupted = false;
@@ -224,6 +225,7 @@ pub fn run(
     manifest.counts.answers = answers;
     manifest.interrupted = interrupted;
     manifest.timings.run_seconds += seconds;
+    manifest.timings.multiply_adds += asker.model.llama.multiply_adds_done() - work;
     manifest.timings.total_seconds = manifest.timings.run_seconds + manifest.timings.load_seconds;
     manifest.timings.answers_per_second = if manifest.timings.run_seconds > 0.0 {
         answers as f64 / manifest.timings.run_seconds

@@ -215,6 +215,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
     let t = &mut manifest.timings;
     t.load_seconds = manifests.iter().map(|m| m.timings.load_seconds).sum();
     t.run_seconds = manifests.iter().map(|m| m.timings.run_seconds).sum();
+    t.multiply_adds = manifests.iter().map(|m| m.timings.multiply_adds).sum();
     t.total_seconds = t.load_seconds + t.run_seconds;
     t.answers_per_second = if t.run_seconds > 0.0 {
         answers as f64 / t.run_seconds

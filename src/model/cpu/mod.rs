@@ -17,6 +17,7 @@ pub mod avx2;
 pub mod avx512;
 #[cfg(openblas)]
 pub mod blas;
+pub mod ceilings;
 pub mod half;
 pub mod pages;
 pub mod quant;

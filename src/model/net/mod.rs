@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod linear;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, D};
@@ -148,6 +149,10 @@ pub struct Llama {
     kernels: Kernels,
     /// What the hidden states, the KV cache and candle's products are in (see [`Llama::dtype`]).
     dtype: DType,
+    /// Token positions run through the layers (filler included) and rows run through the head,
+    /// since loading ([`Llama::multiply_adds_done`]).
+    tokens_run: AtomicU64,
+    head_rows_run: AtomicU64,
 }
 
 impl Llama {
@@ -170,6 +175,8 @@ impl Llama {
             device,
             inv_freq,
             min_rows: BATCH_INVARIANT_ROWS,
+            tokens_run: AtomicU64::new(0),
+            head_rows_run: AtomicU64::new(0),
             cpu_attention: true,
             fused: Vec::new(),
             kernels: Kernels::Candle,
@@ -240,6 +247,49 @@ impl Llama {
             .iter()
             .filter(|l| l.as_packed().is_some() || l.as_half().is_some())
             .count()
+    }
+
+    /// Multiply-adds of the projections for one token: every layer's, and the output head's
+    /// when `head` (a prefill computes logits for its last token only).
+    pub fn multiply_adds_per_token(&self, head: bool) -> u64 {
+        let c = &self.cfg;
+        let (h, hd) = (c.hidden_size as u64, c.head_dim as u64);
+        let attn = h * hd * (2 * c.num_attention_heads as u64 + 2 * c.num_key_value_heads as u64);
+        let ffn = 3 * h * c.intermediate_size as u64;
+        let layers = c.num_hidden_layers as u64 * (attn + ffn);
+        layers + if head { c.vocab_size as u64 * h } else { 0 }
+    }
+
+    /// Whether the layers' projections run personas' half-precision kernels (bf16/f16 weights
+    /// multiplied in f32) rather than its byte products.
+    pub fn packed_half(&self) -> bool {
+        self.blocks
+            .first()
+            .is_some_and(|b| b.wq.as_half().is_some())
+    }
+
+    /// Multiply-adds of the projections computed since loading: every forward pass's tokens
+    /// through the layers (filler included) and its logit rows through the head. A run's work,
+    /// to set against the machine's peak.
+    pub fn multiply_adds_done(&self) -> u64 {
+        let layers = self.multiply_adds_per_token(false);
+        let head = self.multiply_adds_per_token(true) - layers;
+        self.tokens_run.load(Ordering::Relaxed) * layers
+            + self.head_rows_run.load(Ordering::Relaxed) * head
+    }
+
+    /// Bytes of the projections personas' kernels read for one token (every layer's and the
+    /// head's, as held), or `None` when candle runs some of them.
+    pub fn projection_bytes(&self) -> Option<usize> {
+        let mut total = 0;
+        for l in self.linears() {
+            total += match (l.as_packed(), l.as_half()) {
+                (Some(p), _) => p.bytes(),
+                (_, Some(h)) => h.bytes(),
+                _ => return None,
+            };
+        }
+        Some(total)
     }
 
     /// Bytes of the weights personas' kernels hold (a table shared by the embedding and the
@@ -418,6 +468,14 @@ impl Llama {
             xs = residual(&xs, &block.w_down.forward(&gated, self.run())?)?;
         }
         cache.advance(seq);
+        self.tokens_run
+            .fetch_add((batch * seq) as u64, Ordering::Relaxed);
+        let head_rows = match at {
+            LogitsAt::Last => batch,
+            LogitsAt::All => batch * seq,
+        };
+        self.head_rows_run
+            .fetch_add(head_rows as u64, Ordering::Relaxed);
         let xs = match at {
             LogitsAt::Last => xs.narrow(1, seq - 1, 1)?.squeeze(1)?.contiguous()?,
             LogitsAt::All => xs,
