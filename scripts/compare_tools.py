@@ -102,12 +102,13 @@ def llama_survey(gguf, respondents):
     return {"answers_per_second": float(m.group(1)), "peak_mb": rss}
 
 
-def personas_bench(binary, gguf, threads, prefill, decode, rows=1):
+def personas_bench(binary, gguf, threads, prefill, decode, rows=1, ceilings=False):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    # --ceilings: the machine's peaks measured in the same run, and the work per token.
+    # --ceilings: the machine's peaks measured after the timed runs (its 256 MiB read buffer
+    # counts in that run's peak memory, so never in the run whose memory is reported).
     out, _, rss = run([binary, "bench", "--model", gguf, "--prefill", str(prefill), "--decode",
                        str(decode), "--rows", str(rows), "--threads", str(threads), "--repeats",
-                       "2", "--json", "--ceilings"], env=env)
+                       "2", "--json"] + (["--ceilings"] if ceilings else []), env=env)
     res = json.loads(out.strip().splitlines()[-1])
     res["peak_mb"] = rss
     return res
@@ -162,17 +163,17 @@ def main():
         # --ceilings`): a prefill token's multiply-adds against the multiply-add peak, a decoded
         # token's weight bytes against read bandwidth, a batched token's multiply-adds (with the
         # output head) against the peak. Both tools do the same work per token.
-        b, c = p1["bounds"], p1["ceilings"]
-        peak = b["prefill_macs_per_s"] / b["prefill_share"] if b.get("prefill_share") else None
-        per = {"prefill_tok_s": (b["prefill_macs_per_s"] / p1["prefill_tok_s"], peak),
-               "decode_tok_s": (b["decode_rate"] / p1["decode_tok_s"], c["read_bytes_per_s"])}
+        c = personas_bench(a.personas, gguf, a.threads, 1, 1, ceilings=True)["ceilings"]
+        w = p1["work"]
+        peak = c["f32_fmas_per_s"] if w["f32_products"] else c["int8_macs_per_s"]
+        per = {"prefill_tok_s": (w["prefill_token_macs"], peak),
+               "decode_tok_s": (w["token_bytes"], c["read_bytes_per_s"])}
+        per.update({f"rows{n}_tok_s": (w["decode_token_macs"], peak) for n in rows})
         r["ceilings"] = c
         survey_share = None
         for n in rows:
             lc[f"rows{n}_tok_s"] = llama_batched(gguf, a.threads, n)["decode_tok_s"]
-            pn = personas_bench(a.personas, gguf, a.threads, 64, 64, n)
-            pe[f"rows{n}_tok_s"] = pn["decode_tok_s"]
-            per[f"rows{n}_tok_s"] = (pn["bounds"]["decode_rate"] / pn["decode_tok_s"], peak)
+            pe[f"rows{n}_tok_s"] = personas_bench(a.personas, gguf, a.threads, 64, 64, n)["decode_tok_s"]
         if not a.skip_survey:
             try:
                 lc["survey_answers_s"] = llama_survey(gguf, a.survey_respondents)["answers_per_second"]

@@ -38,8 +38,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// Also measure this CPU's ceilings (multiply-adds per second on every thread, memory read
-    /// bandwidth; about two seconds, after the timed runs) and give each figure as a share of
-    /// the one that bounds it.
+    /// bandwidth over a 256 MiB buffer; about two seconds, after the timed runs) and give each
+    /// figure as a share of the one that bounds it.
     #[arg(long)]
     pub ceilings: bool,
     #[arg(long)]
@@ -60,11 +60,24 @@ struct Report {
     kernels: String,
     /// MiB of weights held in personas' packed layout.
     packed_mib: f64,
+    /// The work behind each figure.
+    work: Work,
     /// With `--ceilings`: the machine's, and the figures above against them.
     #[serde(skip_serializing_if = "Option::is_none")]
     ceilings: Option<Ceilings>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bounds: Option<Bounds>,
+}
+
+/// What a token costs: the projections' multiply-adds (without and with the output head) and
+/// the bytes of weights one token reads (`None` where candle runs some projections).
+#[derive(Serialize)]
+struct Work {
+    prefill_token_macs: u64,
+    decode_token_macs: u64,
+    token_bytes: Option<usize>,
+    /// Whether the products are f32 (bf16/f16 weights) rather than bytes.
+    f32_products: bool,
 }
 
 /// The figures as the work they did per second, each against the ceiling that bounds it: a
@@ -84,16 +97,16 @@ fn bounds(llama: &crate::model::Llama, r: &Report, c: &Ceilings) -> Bounds {
     // The packed formats multiply bytes; bf16/f16 weights are widened to f32.
     let peak = match llama.kernels() {
         Kernels::Candle => None,
-        _ if llama.packed_half() => Some(c.f32_fmas_per_s),
+        _ if r.work.f32_products => Some(c.f32_fmas_per_s),
         _ => c.int8_macs_per_s,
     };
     let share = |rate: f64, peak: Option<f64>| peak.map(|p| rate / p);
-    let prefill_macs_per_s = r.prefill_tok_s * llama.multiply_adds_per_token(false) as f64;
+    let prefill_macs_per_s = r.prefill_tok_s * r.work.prefill_token_macs as f64;
     let (decode_rate, decode_unit, decode_share) = if r.rows > 1 {
-        let rate = r.decode_tok_s * llama.multiply_adds_per_token(true) as f64;
+        let rate = r.decode_tok_s * r.work.decode_token_macs as f64;
         (rate, "multiply-adds/s", share(rate, peak))
     } else {
-        match llama.projection_bytes() {
+        match r.work.token_bytes {
             Some(bytes) => {
                 let rate = r.decode_tok_s * bytes as f64;
                 (rate, "bytes/s", Some(rate / c.read_bytes_per_s))
@@ -197,6 +210,12 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<()> {
         decode_tok_s: (args.decode * args.rows.max(1)) as f64 / best_decode,
         kernels: llama.kernels().to_string(),
         packed_mib: llama.packed_bytes() as f64 / (1 << 20) as f64,
+        work: Work {
+            prefill_token_macs: llama.multiply_adds_per_token(false),
+            decode_token_macs: llama.multiply_adds_per_token(true),
+            token_bytes: llama.projection_bytes(),
+            f32_products: llama.packed_half(),
+        },
         ceilings: None,
         bounds: None,
     };

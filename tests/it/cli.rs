@@ -246,6 +246,54 @@ fn tokenize_matches_llamacpp() {
 }
 
 #[test]
+fn bench_reports_the_work_per_token_and_the_ceilings() {
+    let out = json_of(personas().args([
+        "bench",
+        "--model",
+        &gguf(),
+        "--prefill",
+        "8",
+        "--decode",
+        "2",
+        "--rows",
+        "2",
+        "--repeats",
+        "1",
+        "--threads",
+        "2",
+        "--json",
+        "--ceilings",
+    ]));
+    // SmolLM2-135M: 30 layers of hidden 576, 9 query and 3 key-value heads of 64, feed-forward
+    // 1536; vocabulary 49152 (the head).
+    let layers = 30 * (576 * 64 * (2 * 9 + 2 * 3) + 3 * 576 * 1536);
+    let head = 49152 * 576;
+    let work = &out["work"];
+    assert_eq!(work["prefill_token_macs"], layers);
+    assert_eq!(work["decode_token_macs"], layers + head);
+    // Held as stored: the layers' Q4_1 as 16 bytes of nibbles and two f16 per 32 weights, the
+    // tied Q8_0 table (the head) as 32 bytes and an f16.
+    assert_eq!(work["token_bytes"], layers / 32 * 20 + head / 32 * 34);
+    assert_eq!(work["f32_products"], false);
+    let c = &out["ceilings"];
+    for key in ["int8_macs_per_s", "f32_fmas_per_s", "read_bytes_per_s"] {
+        // Every x86-64 CPU running the tests has AVX2 at least; a bound of 1e8 a second
+        // catches a unit slip, not a slow machine.
+        if key != "int8_macs_per_s" || !c[key].is_null() {
+            assert!(c[key].as_f64().unwrap() > 1e8, "{key}: {}", c[key]);
+        }
+    }
+    // Two rows' decoding is multiply-adds against the peak, below it.
+    let b = &out["bounds"];
+    assert_eq!(b["decode_unit"], "multiply-adds/s");
+    let rate = out["decode_tok_s"].as_f64().unwrap() * (layers + head) as f64;
+    assert!((b["decode_rate"].as_f64().unwrap() / rate - 1.0).abs() < 1e-9);
+    if let Some(share) = b["decode_share"].as_f64() {
+        assert!(share > 0.0 && share < 1.5, "{share}");
+    }
+}
+
+#[test]
 fn next_token_matches_llamacpp() {
     let reference = common::reference();
     let case = &reference["next_token"][1];

@@ -178,6 +178,14 @@ fn every_question_type_sampled_is_valid_and_identical_whatever_the_batch() {
     assert_eq!(manifest["counts"]["failed"], 0);
     assert_eq!(manifest["counts"]["skipped"], 0);
     assert_eq!(manifest["counts"]["population"], 3);
+    // The work the run computed: every answer took at least one token through the layers
+    // (106,168,320 multiply-adds in the test model).
+    let work = manifest["timings"]["multiply_adds"].as_u64().unwrap();
+    assert!(
+        work > 60 * model.llama.multiply_adds_per_token(false),
+        "{work}"
+    );
+    assert_eq!(model.llama.multiply_adds_per_token(false), 106_168_320);
     assert!(dir.path().join("wide/charts").read_dir().unwrap().count() >= 8);
 
     // Batches of 1: other batch neighbours, other padding, the same bytes.
