@@ -293,7 +293,7 @@ mod x86 {
     use super::Task;
 
     /// Largest head the kernel takes, in floats.
-    const MAX_HEAD: usize = 128;
+    pub(super) const MAX_HEAD: usize = 128;
 
     /// [`super::portable::group`] compiled for AVX2 and FMA: the same bits (`mul_add` is one
     /// rounding either way), vectorized.
@@ -353,7 +353,9 @@ mod x86 {
         let scale = 1.0 / (hd as f32).sqrt();
         let (visible, keys) = super::visible_keys(runs, hidden, kvh, hd, d.start + tokens.end);
         let padded = visible.len().div_ceil(16) * 16;
-        let kt = transposed::<V>(&keys, padded);
+        // Keys transposed once serve every token and head group of the task; a task of one
+        // (a decoding step) transposes them in registers as it scores, with no copy.
+        let kt = (tokens.len() * (group / H) > 1).then(|| transposed::<V>(&keys, padded));
         let mut scores = vec![0f32; H * padded];
         for i in tokens {
             let at = d.start + i;
@@ -372,13 +374,10 @@ mod x86 {
                     }
                 }
                 for jb in (0..count).step_by(16) {
-                    let mut acc = [_mm512_setzero_ps(); H];
-                    for c in 0..hd {
-                        let kc = _mm512_loadu_ps(kt.as_ptr().add(c * padded + jb));
-                        for (a, qh) in acc.iter_mut().zip(&qs) {
-                            *a = _mm512_fmadd_ps(_mm512_set1_ps(qh[c]), kc, *a);
-                        }
-                    }
+                    let acc = match &kt {
+                        Some(kt) => scores_transposed::<V, H>(&kt[jb..], padded, &qs),
+                        None => scores_in_place::<V, H>(&keys[jb..count.min(jb + 16)], &qs),
+                    };
                     for (h, a) in acc.iter().enumerate() {
                         _mm512_storeu_ps(scores.as_mut_ptr().add(h * padded + jb), *a);
                     }
@@ -404,6 +403,47 @@ mod x86 {
                 }
             }
         }
+    }
+
+    /// Scores of 16 keys for `H` query heads (`qs`, scaled) from keys transposed (row `c` of
+    /// `kt`, `width` apart, holds dimension `c` of the 16 keys): multiply-adds over the head's
+    /// dimensions in order.
+    #[inline(always)]
+    pub(super) unsafe fn scores_transposed<const V: usize, const H: usize>(
+        kt: &[f32],
+        width: usize,
+        qs: &[[f32; MAX_HEAD]; H],
+    ) -> [__m512; H] {
+        let mut acc = [_mm512_setzero_ps(); H];
+        for c in 0..V * 16 {
+            let kc = _mm512_loadu_ps(kt.as_ptr().add(c * width));
+            for (a, qh) in acc.iter_mut().zip(qs) {
+                *a = _mm512_fmadd_ps(_mm512_set1_ps(qh[c]), kc, *a);
+            }
+        }
+        acc
+    }
+
+    /// [`scores_transposed`] for up to 16 keys read where they are, transposed in registers
+    /// 16 dimensions at a time: the same multiply-adds in the same order.
+    #[inline(always)]
+    pub(super) unsafe fn scores_in_place<const V: usize, const H: usize>(
+        keys: &[(*const f32, *const f32)],
+        qs: &[[f32; MAX_HEAD]; H],
+    ) -> [__m512; H] {
+        let mut acc = [_mm512_setzero_ps(); H];
+        for c0 in (0..V * 16).step_by(16) {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (r, &(kp, _)) in r.iter_mut().zip(keys) {
+                *r = _mm512_loadu_ps(kp.add(c0));
+            }
+            for (c, kc) in transpose16(r).iter().enumerate() {
+                for (a, qh) in acc.iter_mut().zip(qs) {
+                    *a = _mm512_fmadd_ps(_mm512_set1_ps(qh[c0 + c]), *kc, *a);
+                }
+            }
+        }
+        acc
     }
 
     /// For each of `H` heads (`(p, o)`: its softmax numerators, one per key, and where its
@@ -444,7 +484,7 @@ mod x86 {
     /// transpose is 64 shuffles; element by element it was 256 scattered stores and the
     /// larger part of a decoding step's attention).
     #[inline(always)]
-    unsafe fn transposed<const V: usize>(
+    pub(super) unsafe fn transposed<const V: usize>(
         keys: &[(*const f32, *const f32)],
         width: usize,
     ) -> Vec<f32> {

@@ -99,10 +99,17 @@ fn data(n: usize, seed: usize) -> Vec<f32> {
 fn matches_the_plain_computation_with_gaps_and_causality() {
     // Every head size, query groups that the kernel scores 3 and 4 heads at a time (and sums
     // values for 4, 2 and 1 at a time), and more keys than one block of 16.
-    for (head_dim, heads, start) in [(32, 6, 9), (64, 8, 29), (128, 8, 29), (128, 6, 40)] {
+    for (head_dim, heads, start, seq) in [
+        (32, 6, 9, 4),
+        (64, 8, 29, 4),
+        (128, 8, 29, 4),
+        (128, 6, 40, 4),
+        (64, 8, 37, 1),
+        (64, 16, 37, 1),
+    ] {
         let d = Dims {
             batch: 3,
-            seq: 4,
+            seq,
             heads,
             kv_heads: 2,
             head_dim,
@@ -115,7 +122,9 @@ fn matches_the_plain_computation_with_gaps_and_causality() {
         let mut hidden = vec![vec![false; start + d.seq]; 3];
         hidden[1][0..3].iter_mut().for_each(|h| *h = true); // left padding
         hidden[2][5..8].iter_mut().for_each(|h| *h = true); // filler after a prefix
-        hidden[2][start + 1] = true; // a filler token among the new ones: output zero
+        if seq > 1 {
+            hidden[2][start + 1] = true; // a filler token among the new ones: output zero
+        }
         let slow = attend_reference(&q, &k, &v, capacity, &hidden, d);
         for simd in paths() {
             let fast = run(&q, &k, &v, capacity, &hidden, d, simd);
@@ -125,6 +134,46 @@ fn matches_the_plain_computation_with_gaps_and_causality() {
                     "head {head_dim}, simd {simd}, {i}: {a} vs {b}"
                 );
             }
+        }
+    }
+}
+
+/// A decoding step scores keys where they lie, transposing them in registers; longer tasks
+/// score a transposed copy. The same multiply-adds in the same order: the same bits.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn scoring_in_place_equals_scoring_a_transposed_copy() {
+    use super::x86::{scores_in_place, scores_transposed, transposed, MAX_HEAD};
+    if !simd_available() {
+        return;
+    }
+    const V: usize = 4;
+    let (hd, n) = (V * 16, 21);
+    let k = data(n * hd, 5);
+    let keys: Vec<(*const f32, *const f32)> = (0..n)
+        .map(|j| (k[j * hd..].as_ptr(), k[j * hd..].as_ptr()))
+        .collect();
+    let mut qs = [[0f32; MAX_HEAD]; 3];
+    for (h, q) in qs.iter_mut().enumerate() {
+        q[..hd].copy_from_slice(&data(hd, 10 + h));
+    }
+    let width = n.div_ceil(16) * 16;
+    let bits = |v: &[std::arch::x86_64::__m512; 3], take: usize| -> Vec<u32> {
+        v.iter()
+            .flat_map(|x| {
+                let x: [f32; 16] = unsafe { std::mem::transmute(*x) };
+                x[..take].iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    // SAFETY: AVX-512 F checked above; every key points at `hd` floats of `k`.
+    unsafe {
+        let kt = transposed::<V>(&keys, width);
+        for jb in (0..n).step_by(16) {
+            let take = (n - jb).min(16);
+            let copy = scores_transposed::<V, 3>(&kt[jb..], width, &qs);
+            let here = scores_in_place::<V, 3>(&keys[jb..jb + take], &qs);
+            assert_eq!(bits(&copy, take), bits(&here, take), "keys from {jb}");
         }
     }
 }
