@@ -410,6 +410,22 @@ impl Llama {
         cache: &mut Cache,
         at: LogitsAt,
     ) -> candle_core::Result<Tensor> {
+        if !self.device.is_cpu() || rayon::current_thread_index().is_some() {
+            return self.forward_here(tokens, cache, at);
+        }
+        // On a thread of rayon's pool, the pass hands each product's second half to the other
+        // threads, which are still looking for work between the products of a step; called
+        // from outside, every one of a step's ~100 products went to the pool and back, and
+        // the caller slept and woke for each.
+        rayon::scope(|_| self.forward_here(tokens, cache, at))
+    }
+
+    fn forward_here(
+        &self,
+        tokens: &[Vec<u32>],
+        cache: &mut Cache,
+        at: LogitsAt,
+    ) -> candle_core::Result<Tensor> {
         let batch = tokens.len();
         let seq = tokens.first().map_or(0, |t| t.len());
         if batch == 0 || seq == 0 {
