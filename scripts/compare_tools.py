@@ -155,25 +155,18 @@ def main():
         name = os.path.basename(gguf)
         r = {"model": name, "llama.cpp": {}, "personas": {}}
         lc, pe = r["llama.cpp"], r["personas"]
+        # The machine's ceilings, measured before and after the model's runs (see `personas
+        # bench --ceilings`); the higher of the two stands, since on a shared VM they sag at
+        # moments (two vCPUs on one core halve the multiply-add peak).
+        ceilings = [personas_bench(a.personas, gguf, a.threads, 1, 1, ceilings=True)["ceilings"]]
         lc.update(llama_bench(gguf, a.threads, a.prefill, a.decode))
         p1 = personas_bench(a.personas, gguf, a.threads, a.prefill, a.decode)
         pe.update({"prefill_tok_s": p1["prefill_tok_s"], "decode_tok_s": p1["decode_tok_s"],
                    "peak_mb": p1["peak_mb"]})
-        # Work per unit of each figure, and the ceiling that bounds it (see `personas bench
-        # --ceilings`): a prefill token's multiply-adds against the multiply-add peak, a decoded
-        # token's weight bytes against read bandwidth, a batched token's multiply-adds (with the
-        # output head) against the peak. Both tools do the same work per token.
-        c = personas_bench(a.personas, gguf, a.threads, 1, 1, ceilings=True)["ceilings"]
-        w = p1["work"]
-        peak = c["f32_fmas_per_s"] if w["f32_products"] else c["int8_macs_per_s"]
-        per = {"prefill_tok_s": (w["prefill_token_macs"], peak),
-               "decode_tok_s": (w["token_bytes"], c["read_bytes_per_s"])}
-        per.update({f"rows{n}_tok_s": (w["decode_token_macs"], peak) for n in rows})
-        r["ceilings"] = c
-        survey_share = None
         for n in rows:
             lc[f"rows{n}_tok_s"] = llama_batched(gguf, a.threads, n)["decode_tok_s"]
             pe[f"rows{n}_tok_s"] = personas_bench(a.personas, gguf, a.threads, 64, 64, n)["decode_tok_s"]
+        survey_macs_s = None
         if not a.skip_survey:
             try:
                 lc["survey_answers_s"] = llama_survey(gguf, a.survey_respondents)["answers_per_second"]
@@ -181,9 +174,23 @@ def main():
                 print(f"llama.cpp survey: {e}", file=sys.stderr)
             sv = personas_survey(a.personas, gguf, a.threads, a.survey_respondents)
             pe["survey_answers_s"] = sv["answers_per_second"]
-            # personas' own work (its filler included, which llama.cpp does not compute): its
-            # share only.
-            survey_share = sv["macs_per_s"] / peak if peak else None
+            survey_macs_s = sv["macs_per_s"]
+        ceilings.append(personas_bench(a.personas, gguf, a.threads, 1, 1, ceilings=True)["ceilings"])
+        c = dict(ceilings[0])
+        for key in ("int8_macs_per_s", "f32_fmas_per_s", "read_bytes_per_s"):
+            c[key] = max((x[key] for x in ceilings if x.get(key)), default=None)
+        r["ceilings"], r["ceilings_measured"] = c, ceilings
+        # Work per unit of each figure, and the ceiling that bounds it: a prefill token's
+        # multiply-adds against the multiply-add peak, a decoded token's weight bytes against
+        # read bandwidth, a batched token's multiply-adds (with the output head) against the
+        # peak. Both tools do the same work per token. For the survey, personas' own count (its
+        # filler included, which llama.cpp does not compute): its share only.
+        w = p1["work"]
+        peak = c["f32_fmas_per_s"] if w["f32_products"] else c["int8_macs_per_s"]
+        per = {"prefill_tok_s": (w["prefill_token_macs"], peak),
+               "decode_tok_s": (w["token_bytes"], c["read_bytes_per_s"])}
+        per.update({f"rows{n}_tok_s": (w["decode_token_macs"], peak) for n in rows})
+        survey_share = survey_macs_s / peak if survey_macs_s and peak else None
         results.append(r)
         print(f"\n{name} ({a.threads} threads)")
         int8 = c.get("int8_macs_per_s")
