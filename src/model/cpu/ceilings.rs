@@ -147,78 +147,39 @@ mod x86 {
 
     use super::CHAINS;
 
-    /// # Safety
-    /// AVX-512 F and VNNI.
-    #[target_feature(enable = "avx512f,avx512vnni")]
-    pub unsafe fn vnni(iters: usize) -> u64 {
-        let a = _mm512_set1_epi8(std::hint::black_box(1));
-        let b = _mm512_set1_epi8(std::hint::black_box(2));
-        let mut acc = [_mm512_setzero_si512(); CHAINS];
-        for _ in 0..iters {
-            for x in &mut acc {
-                *x = _mm512_dpbusd_epi32(*x, a, b);
+    /// `$name(iters)`: `iters` rounds of `$op` on each of [`CHAINS`] independent registers.
+    macro_rules! peak {
+        ($name:ident, $features:literal, $init:expr, |$x:ident, $a:ident| $op:expr) => {
+            /// # Safety
+            /// The CPU has the target features this function enables.
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(iters: usize) -> u64 {
+                let $a = std::hint::black_box($init);
+                let mut acc = [$a; CHAINS];
+                for _ in 0..iters {
+                    for $x in &mut acc {
+                        *$x = $op;
+                    }
+                }
+                std::hint::black_box(acc);
+                0
             }
-        }
-        let s = acc
-            .iter()
-            .fold(_mm512_setzero_si512(), |s, x| _mm512_add_epi32(s, *x));
-        _mm512_reduce_add_epi32(s) as u64
+        };
     }
 
-    /// # Safety
-    /// AVX2.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn maddubs(iters: usize) -> u64 {
-        let b = _mm256_set1_epi8(std::hint::black_box(1));
-        let mut acc = [_mm256_set1_epi8(std::hint::black_box(3)); CHAINS];
-        for _ in 0..iters {
-            for x in &mut acc {
-                *x = _mm256_maddubs_epi16(*x, b);
-            }
-        }
-        let s = acc
-            .iter()
-            .fold(_mm256_setzero_si256(), |s, x| _mm256_xor_si256(s, *x));
-        _mm256_extract_epi64::<0>(s) as u64
-    }
-
-    /// # Safety
-    /// AVX-512 F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn fma512(iters: usize) -> u64 {
-        let a = _mm512_set1_ps(std::hint::black_box(0.999));
-        let c = _mm512_set1_ps(std::hint::black_box(0.5));
-        let mut acc = [_mm512_set1_ps(1.0); CHAINS];
-        for _ in 0..iters {
-            for x in &mut acc {
-                *x = _mm512_fmadd_ps(*x, a, c);
-            }
-        }
-        let s = acc
-            .iter()
-            .fold(_mm512_setzero_ps(), |s, x| _mm512_add_ps(s, *x));
-        _mm512_reduce_add_ps(s) as u64
-    }
-
-    /// # Safety
-    /// AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn fma256(iters: usize) -> u64 {
-        let a = _mm256_set1_ps(std::hint::black_box(0.999));
-        let c = _mm256_set1_ps(std::hint::black_box(0.5));
-        let mut acc = [_mm256_set1_ps(1.0); CHAINS];
-        for _ in 0..iters {
-            for x in &mut acc {
-                *x = _mm256_fmadd_ps(*x, a, c);
-            }
-        }
-        let s = acc
-            .iter()
-            .fold(_mm256_setzero_ps(), |s, x| _mm256_add_ps(s, *x));
-        let mut out = [0f32; 8];
-        _mm256_storeu_ps(out.as_mut_ptr(), s);
-        out.iter().sum::<f32>() as u64
-    }
+    peak!(vnni, "avx512f,avx512vnni", _mm512_set1_epi8(1), |x, a| {
+        _mm512_dpbusd_epi32(*x, a, a)
+    });
+    peak!(maddubs, "avx2", _mm256_set1_epi8(1), |x, a| {
+        _mm256_maddubs_epi16(*x, a)
+    });
+    // x * 0.5 + 0.5 settles at 1: no subnormals, no infinities.
+    peak!(fma512, "avx512f", _mm512_set1_ps(0.5), |x, a| {
+        _mm512_fmadd_ps(*x, a, a)
+    });
+    peak!(fma256, "avx2,fma", _mm256_set1_ps(0.5), |x, a| {
+        _mm256_fmadd_ps(*x, a, a)
+    });
 }
 
 #[cfg(test)]
