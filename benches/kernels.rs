@@ -150,20 +150,25 @@ fn half_kernels(c: &mut Criterion) {
 fn attention(c: &mut Criterion) {
     use personas::model::cpu::attention::{attend, simd_available, Dims, Run};
     let (heads, kv_heads, hd) = (32, 8, 64);
-    for (rows, seq, ctx) in [(16, 1, 128), (16, 1, 512), (1, 128, 128)] {
+    // 16 x 1024 positions: keys and values (67 MB) far beyond the caches, as in a real step
+    // whose layers each read their own.
+    for (rows, seq, ctx) in [(16, 1, 128), (16, 1, 512), (16, 1, 1024), (1, 128, 128)] {
         let start = ctx - seq;
         let capacity = ctx;
-        let kv: Vec<f32> = (0..rows * kv_heads * capacity * hd)
-            .map(|i| ((i % 89) as f32 - 44.0) / 60.0)
-            .collect();
+        let values = |seed: usize| -> Vec<f32> {
+            (0..rows * kv_heads * capacity * hd)
+                .map(|i| (((i + seed) % 89) as f32 - 44.0) / 60.0)
+                .collect()
+        };
+        let (keys, vals) = (values(0), values(7));
         let q = inputs(rows * heads * seq, hd);
         let stride = capacity * hd;
         let runs: Vec<Vec<Run>> = (0..rows)
             .map(|b| {
                 let at = b * kv_heads * stride;
                 vec![Run {
-                    k: kv[at..].as_ptr(),
-                    v: kv[at..].as_ptr(),
+                    k: keys[at..].as_ptr(),
+                    v: vals[at..].as_ptr(),
                     head_stride: stride,
                     len: ctx,
                 }]
@@ -188,7 +193,7 @@ fn attention(c: &mut Criterion) {
                 continue;
             }
             let name = if simd { "avx512" } else { "portable" };
-            // SAFETY: the runs point at `ctx` positions of every head in `kv`, alive here.
+            // SAFETY: the runs point at `ctx` positions of every head in `keys` and `vals`, alive here.
             g.bench_function(name, |b| {
                 b.iter(|| unsafe { attend(&q, &runs, &hidden, d, simd) })
             });

@@ -376,7 +376,11 @@ mod x86 {
                 for jb in (0..count).step_by(16) {
                     let acc = match &kt {
                         Some(kt) => scores_transposed::<V, H>(&kt[jb..], padded, &qs),
-                        None => scores_in_place::<V, H>(&keys[jb..count.min(jb + 16)], &qs),
+                        None => scores_in_place::<V, H>(
+                            &keys[jb..count.min(jb + 16)],
+                            &keys[(jb + 16).min(count)..count.min(jb + 32)],
+                            &qs,
+                        ),
                     };
                     for (h, a) in acc.iter().enumerate() {
                         _mm512_storeu_ps(scores.as_mut_ptr().add(h * padded + jb), *a);
@@ -425,14 +429,19 @@ mod x86 {
     }
 
     /// [`scores_transposed`] for up to 16 keys read where they are, transposed in registers
-    /// 16 dimensions at a time: the same multiply-adds in the same order.
+    /// 16 dimensions at a time: the same multiply-adds in the same order. The `next` keys are
+    /// asked of memory meanwhile: a step's keys are read once and rarely still cached.
     #[inline(always)]
     pub(super) unsafe fn scores_in_place<const V: usize, const H: usize>(
         keys: &[(*const f32, *const f32)],
+        next: &[(*const f32, *const f32)],
         qs: &[[f32; MAX_HEAD]; H],
     ) -> [__m512; H] {
         let mut acc = [_mm512_setzero_ps(); H];
         for c0 in (0..V * 16).step_by(16) {
+            for &(kp, _) in next {
+                _mm_prefetch::<_MM_HINT_T0>(kp.add(c0) as *const i8);
+            }
             let mut r = [_mm512_setzero_ps(); 16];
             for (r, &(kp, _)) in r.iter_mut().zip(keys) {
                 *r = _mm512_loadu_ps(kp.add(c0));
@@ -458,6 +467,12 @@ mod x86 {
         let mut sum = [0f32; H];
         let mut acc = [[_mm512_setzero_ps(); V]; H];
         for (j, &(_, vj)) in keys.iter().enumerate() {
+            // Values a few keys ahead asked of memory, as the keys were.
+            if let Some(&(_, ahead)) = keys.get(j + 8) {
+                for c in 0..V {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.add(c * 16) as *const i8);
+                }
+            }
             let mut row = [_mm512_setzero_ps(); V];
             for (c, r) in row.iter_mut().enumerate() {
                 *r = _mm512_loadu_ps(vj.add(c * 16));
