@@ -442,11 +442,7 @@ mod x86 {
             for &(kp, _) in next {
                 _mm_prefetch::<_MM_HINT_T0>(kp.add(c0) as *const i8);
             }
-            let mut r = [_mm512_setzero_ps(); 16];
-            for (r, &(kp, _)) in r.iter_mut().zip(keys) {
-                *r = _mm512_loadu_ps(kp.add(c0));
-            }
-            for (c, kc) in transpose16(r).iter().enumerate() {
+            for (c, kc) in dims_of_keys(keys, c0).iter().enumerate() {
                 for (a, qh) in acc.iter_mut().zip(qs) {
                     *a = _mm512_fmadd_ps(_mm512_set1_ps(qh[c0 + c]), *kc, *a);
                 }
@@ -507,17 +503,23 @@ mod x86 {
         let mut kt = vec![0f32; hd * width];
         for (jb, block) in keys.chunks(16).enumerate() {
             for c0 in (0..hd).step_by(16) {
-                let mut r = [_mm512_setzero_ps(); 16];
-                for (r, &(kp, _)) in r.iter_mut().zip(block) {
-                    *r = _mm512_loadu_ps(kp.add(c0));
-                }
-                let t = transpose16(r);
-                for (c, v) in t.iter().enumerate() {
+                for (c, v) in dims_of_keys(block, c0).iter().enumerate() {
                     _mm512_storeu_ps(kt.as_mut_ptr().add((c0 + c) * width + jb * 16), *v);
                 }
             }
         }
         kt
+    }
+
+    /// Dimensions `c0..c0 + 16` of up to 16 keys, one vector per dimension (lane `j`: key `j`,
+    /// zero past the keys).
+    #[inline(always)]
+    unsafe fn dims_of_keys(keys: &[(*const f32, *const f32)], c0: usize) -> [__m512; 16] {
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (r, &(kp, _)) in r.iter_mut().zip(keys) {
+            *r = _mm512_loadu_ps(kp.add(c0));
+        }
+        transpose16(r)
     }
 
     /// Rows `r` of a 16 x 16 matrix as its columns.
