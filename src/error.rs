@@ -21,6 +21,9 @@ pub enum Error {
     Report(#[from] crate::report::ReportError),
     #[error("{0}")]
     Output(String),
+    /// An error found by the runner or the CLI, with what to do about it.
+    #[error(transparent)]
+    Hinted(#[from] crate::diagnostics::Hinted),
     /// A study the model cannot answer: `what` is the question (or the ask mode) at fault.
     #[error("{}: {what}: {source}", path.display())]
     Answer {
@@ -33,6 +36,21 @@ pub enum Error {
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
         Error::Inference(crate::engine::EngineError::Candle(e))
+    }
+}
+
+impl crate::diagnostics::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Registry(e) => e.hint(),
+            Error::Download(e) => e.hint(),
+            Error::Load(e) => e.hint(),
+            Error::Inference(e) => e.hint(),
+            Error::Study(e) => e.hint(),
+            Error::Hinted(e) => e.hint(),
+            Error::Answer { source, .. } => source.hint(),
+            Error::Tokenize(_) | Error::Report(_) | Error::Output(_) => None,
+        }
     }
 }
 

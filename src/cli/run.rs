@@ -10,6 +10,7 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 
 use super::{Context, ModelArgs};
+use crate::diagnostics::Hinted;
 use crate::report::{FileInfo, Manifest, ModelInfo};
 use crate::runner::shard::ShardArg;
 use crate::runner::{self, RunSettings, Shard};
@@ -126,21 +127,23 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     let shard = match args.shard {
         Some(ShardArg::Given(s)) => Some(s),
         Some(ShardArg::Count(n)) => Some(scheduler(Some(n)).map_err(|e| anyhow::anyhow!("--shard: {e}"))?.ok_or_else(|| {
-            anyhow::anyhow!("--shard {n}: no shard index from a job scheduler (SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX); hint: give it as --shard K/{n}")
+            Hinted::new(
+                format!("--shard {n}: no shard index from a job scheduler (SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)"),
+                format!("give it as --shard K/{n}"),
+            )
         })?),
         None => scheduler(None).map_err(|e| anyhow::anyhow!("--shard: {e}"))?,
     };
     let shard = match &earlier {
         Some(m) => {
-            anyhow::ensure!(
-                args.shard.is_none() || shard == m.shard,
-                "{}: shard: --shard differs from the run being resumed; hint: leave it out",
-                args.resume
-                    .as_deref()
-                    .unwrap_or(Path::new("."))
-                    .join("manifest.json")
-                    .display()
-            );
+            if args.shard.is_some() && shard != m.shard {
+                let at = args.resume.as_deref().unwrap_or(Path::new("."));
+                let message = format!(
+                    "{}: shard: --shard differs from the run being resumed",
+                    at.join("manifest.json").display()
+                );
+                return Err(Hinted::new(message, "leave it out").into());
+            }
             m.shard
         }
         None => shard,
@@ -169,20 +172,25 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
             ..Manifest::new(&study)
         };
         crate::report::write_manifest(&out, &manifest).map_err(|e| {
-            anyhow::anyhow!(
-                "{e}; hint: --out must name a directory that can be created and written"
+            Hinted::around(
+                e,
+                "--out must name a directory that can be created and written",
             )
         })?;
     }
     let sha256 = file_sha256(located.files.main_path())?;
     if let Some(info) = earlier.as_ref().and_then(|m| m.model.as_ref()) {
-        anyhow::ensure!(
-            info.file.sha256.is_empty() || sha256.is_empty() || info.file.sha256 == sha256,
-            "{}: the model `{}` is not the file the run began with (sha256 {} then, {sha256} now); hint: resume with the same model, or start a new run with --out",
-            out.join("manifest.json").display(),
-            located.files.main_path().display(),
-            info.file.sha256
-        );
+        if !(info.file.sha256.is_empty() || sha256.is_empty() || info.file.sha256 == sha256) {
+            let message = format!(
+                "{}: the model `{}` is not the file the run began with (sha256 {} then, \
+                 {sha256} now)",
+                out.join("manifest.json").display(),
+                located.files.main_path().display(),
+                info.file.sha256
+            );
+            let hint = "resume with the same model, or start a new run with --out";
+            return Err(Hinted::new(message, hint).into());
+        }
     }
     let model = ctx.load_model(&model_args)?;
     let load_seconds = t0.elapsed().as_secs_f64();
@@ -224,16 +232,21 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
             out.display()
         );
     }
-    let outcome = runner::run(&study, &model, Some(info), &settings, &stop, load_seconds)
-        .map_err(|e| match e {
+    let outcome = runner::run(&study, &model, Some(info), &settings, &stop, load_seconds).map_err(
+        |e| match e {
             // The journal holds every finished group: nothing computed is lost.
-            crate::Error::Output(_) | crate::Error::Report(_) => anyhow::anyhow!(
-                "{e}; hint: finished respondents are kept in `{}`; once it can be written (free space if the disk is full), `personas run --resume {}` continues the run",
-                out.join("journal.jsonl").display(),
-                out.display()
-            ),
+            crate::Error::Output(_) | crate::Error::Report(_) => {
+                let hint = format!(
+                    "finished respondents are kept in `{}`; once it can be written (free \
+                     space if the disk is full), `personas run --resume {}` continues the run",
+                    out.join("journal.jsonl").display(),
+                    out.display()
+                );
+                anyhow::Error::new(Hinted::around(e, hint))
+            }
             e => e.into(),
-        })?;
+        },
+    )?;
     println!("{}", outcome.summary);
     println!(
         "{} respondents, {} answers in {:.1} s ({:.1} answers/s){}{}",
@@ -255,12 +268,16 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     println!("results in {}", out.display());
     println!("report: {}", out.join(runner::page::FILE).display());
     if let Some((id, why)) = outcome.failed.first() {
-        anyhow::bail!(
-            "{} of {} respondents failed (respondent {id}: {why}); hint: `personas run --resume {} --retry-failed` runs them again",
+        let message = format!(
+            "{} of {} respondents failed (respondent {id}: {why})",
             outcome.failed.len(),
             outcome.failed.len() + outcome.respondents + outcome.skipped,
+        );
+        let hint = format!(
+            "`personas run --resume {} --retry-failed` runs them again",
             out.display()
         );
+        return Err(Hinted::new(message, hint).into());
     }
     if outcome.interrupted {
         eprintln!(
@@ -278,22 +295,23 @@ fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
     let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
         // A run writes its manifest before the model loads; one stopped sooner left nothing
         // to go on with.
-        std::io::ErrorKind::NotFound => anyhow::anyhow!(
-            "cannot resume `{}`: no manifest.json there, so no run began there; hint: --resume takes the output directory of a run; a run stopped before it wrote its manifest starts again with --out",
-            dir.display()
+        std::io::ErrorKind::NotFound => Hinted::new(
+            format!(
+                "cannot resume `{}`: no manifest.json there, so no run began there",
+                dir.display()
+            ),
+            "--resume takes the output directory of a run; a run stopped before it wrote its \
+             manifest starts again with --out",
         ),
-        _ => anyhow::anyhow!(
-            "cannot resume `{}`: {e}; hint: --resume takes the output directory of a run",
-            path.display()
-        ),
+        _ => Hinted::new(
+            format!("cannot resume `{}`", path.display()),
+            "--resume takes the output directory of a run",
+        )
+        .because(e),
     })?;
     serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(crate::report::json_error(
-            &path,
-            "personas manifest",
-            &e,
-            "--resume takes the output directory of a personas run",
-        ))
+        let hint = "--resume takes the output directory of a personas run";
+        crate::report::json_error(&path, "personas manifest", &e, hint).into()
     })
 }
 
@@ -306,17 +324,23 @@ fn same_run(
     args: &RunArgs,
 ) -> anyhow::Result<()> {
     let path = dir.join("manifest.json");
-    anyhow::ensure!(
-        study.sha256 == m.study.sha256,
-        "{}: study.sha256: `{}` has changed since the run began; hint: a changed study is a new run (--out)",
-        path.display(),
-        study.path.display()
-    );
+    if study.sha256 != m.study.sha256 {
+        let message = format!(
+            "{}: study.sha256: `{}` has changed since the run began",
+            path.display(),
+            study.path.display()
+        );
+        return Err(Hinted::new(message, "a changed study is a new run (--out)").into());
+    }
     let clash = |flag: &str, field: &str| {
-        anyhow::anyhow!(
-            "{}: {field}: {flag} differs from the run being resumed; hint: leave it out, or start a new run with --out",
+        let message = format!(
+            "{}: {field}: {flag} differs from the run being resumed",
             path.display()
-        )
+        );
+        anyhow::Error::new(Hinted::new(
+            message,
+            "leave it out, or start a new run with --out",
+        ))
     };
     if args.seed.is_some_and(|s| s != m.seed) {
         return Err(clash("--seed", "seed"));
@@ -362,10 +386,13 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     let out = match (args.out, args.dirs.as_slice()) {
         (Some(out), _) => out,
         (None, [one]) => one.join(runner::page::FILE),
-        (None, dirs) => anyhow::bail!(
-            "{} runs share one page, which belongs to none of their directories; hint: name it with --out FILE",
-            dirs.len()
-        ),
+        (None, dirs) => {
+            let message = format!(
+                "{} runs share one page, which belongs to none of their directories",
+                dirs.len()
+            );
+            return Err(Hinted::new(message, "name it with --out FILE").into());
+        }
     };
     let runs: Vec<runner::page::PageRun> = args
         .dirs
@@ -385,9 +412,10 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
             let parents: Vec<Option<&Path>> = args.dirs.iter().map(|d| d.parent()).collect();
             match parents[0] {
                 Some(p) if parents.iter().all(|q| *q == Some(p)) => p.to_path_buf(),
-                _ => anyhow::bail!(
-                    "the shards have no common parent directory; hint: name one with --out"
-                ),
+                _ => {
+                    let message = "the shards have no common parent directory";
+                    return Err(Hinted::new(message, "name one with --out").into());
+                }
             }
         }
     };

@@ -19,10 +19,19 @@ pub enum EngineError {
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
     #[error("constraint: {0}")]
     Constraint(String),
-    #[error("option `{option}` cannot be an answer of this model: {why}; hint: reword the option so the model's vocabulary can write it, distinct from the others")]
+    #[error("option `{option}` cannot be an answer of this model: {why}")]
     Option { option: String, why: String },
     #[error("chat template: {0}")]
     Template(#[from] crate::chat::ChatError),
     #[error("inference failed: {0}")]
     Candle(#[from] candle_core::Error),
+}
+
+impl crate::diagnostics::Hint for EngineError {
+    fn hint(&self) -> Option<String> {
+        matches!(self, EngineError::Option { .. }).then(|| {
+            "reword the option so the model's vocabulary can write it, distinct from the others"
+                .into()
+        })
+    }
 }

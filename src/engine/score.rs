@@ -299,9 +299,9 @@ mod tests {
     fn refusal(tokenizer: &Tokenizer, options: &[&str]) -> String {
         let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
         let err = tokenize_options(tokenizer, "", &options).expect_err("options accepted");
-        let message = err.to_string();
-        assert!(!message.contains('\n'), "{message}");
-        message
+        let printed = crate::diagnostics::render(&err);
+        crate::diagnostics::assert_printed_shape(&printed);
+        printed
     }
 
     #[test]
@@ -322,7 +322,10 @@ mod tests {
             &llama3,
             [("Yes", &[9642u32][..]), ("Yes ", &[9642u32][..])].into_iter(),
         );
-        insta::assert_snapshot!("option_same_tokens", same.unwrap_err().to_string());
+        insta::assert_snapshot!(
+            "option_same_tokens",
+            crate::diagnostics::render(&same.unwrap_err())
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
+use crate::diagnostics::Hint;
 use crate::tokenizer::Tokenizer;
 pub use cpu::Kernels;
 pub use format::{gguf, safetensors};
@@ -42,10 +43,6 @@ impl Default for LoadOptions {
     }
 }
 
-/// The hint for a checkpoint of another architecture.
-pub(crate) const LLAMA_ONLY: &str = "hint: personas runs the llama architecture (Llama 2 and 3, \
-    SmolLM, and others converted in its layout); `personas models` lists presets that run";
-
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read `{path}`: {source}")]
@@ -55,7 +52,7 @@ pub enum LoadError {
     },
     #[error("`{path}` is not a valid model file: {message}")]
     Format { path: PathBuf, message: String },
-    #[error("`{path}` has no `{key}`; hint: is this a complete llama checkpoint?")]
+    #[error("`{path}` has no `{key}`")]
     Missing { path: PathBuf, key: String },
     #[error("`{path}`: cannot load tensor `{name}`: {message}")]
     Tensor {
@@ -63,12 +60,44 @@ pub enum LoadError {
         name: String,
         message: String,
     },
+    #[error(
+        "`{path}` is truncated: tensor `{tensor}` ends at byte {end} but the file has {len} bytes"
+    )]
+    Truncated {
+        path: PathBuf,
+        tensor: String,
+        end: u64,
+        len: u64,
+    },
+    /// A checkpoint of another architecture; `what` names it (`architecture `gemma``).
     #[error("`{path}`: unsupported {what}")]
-    Unsupported { path: PathBuf, what: String },
+    Architecture { path: PathBuf, what: String },
     #[error("device `{spec}`: {message}")]
-    Device { spec: String, message: String },
+    Device {
+        spec: String,
+        message: String,
+        hint: Option<String>,
+    },
     #[error("`{path}`: no tokenizer: {message}")]
     Tokenizer { path: PathBuf, message: String },
+}
+
+impl Hint for LoadError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            LoadError::Missing { .. } => Some("is this a complete llama checkpoint?".into()),
+            LoadError::Truncated { .. } => {
+                Some("download it again (`personas download` checks the sha256)".into())
+            }
+            LoadError::Architecture { .. } => Some(
+                "personas runs the llama architecture (Llama 2 and 3, SmolLM, and others \
+                 converted in its layout); `personas models` lists presets that run"
+                    .into(),
+            ),
+            LoadError::Device { hint, .. } => hint.clone(),
+            _ => None,
+        }
+    }
 }
 
 /// `text` up to its first line break.
@@ -108,23 +137,22 @@ impl LoadError {
 
 /// Parses `cpu`, `cuda`, `cuda:N` or `metal` into a candle device.
 pub fn device(spec: &str) -> Result<Device, LoadError> {
-    let err = |message: String| LoadError::Device {
+    let err = |message: String, hint: Option<String>| LoadError::Device {
         spec: spec.to_string(),
         message,
+        hint,
     };
     match spec {
         "cpu" => Ok(Device::Cpu),
         "metal" => Device::new_metal(0).map_err(|e| {
-            err(format!(
-                "{}; hint: build with `--features metal`",
-                first_line(&e.to_string())
-            ))
+            let hint = "build with `--features metal`".to_string();
+            err(first_line(&e.to_string()), Some(hint))
         }),
         s if s == "cuda" || s.starts_with("cuda:") => {
             let ordinal = match s.strip_prefix("cuda:") {
                 Some(n) => n
                     .parse::<usize>()
-                    .map_err(|_| err("expected `cuda:N` with N a GPU number".into()))?,
+                    .map_err(|_| err("expected `cuda:N` with N a GPU number".into(), None))?,
                 None => 0,
             };
             Device::new_cuda(ordinal).map_err(|e| {
@@ -133,10 +161,13 @@ pub fn device(spec: &str) -> Result<Device, LoadError> {
                 } else {
                     "this build has no CUDA: build with `--features cuda` (see README)".into()
                 };
-                err(format!("{}; hint: {hint}", first_line(&e.to_string())))
+                err(first_line(&e.to_string()), Some(hint))
             })
         }
-        _ => Err(err("expected `cpu`, `cuda`, `cuda:N` or `metal`".into())),
+        _ => Err(err(
+            "expected `cpu`, `cuda`, `cuda:N` or `metal`".into(),
+            None,
+        )),
     }
 }
 

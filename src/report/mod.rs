@@ -246,21 +246,27 @@ pub(crate) fn write_whole(path: &std::path::Path, text: &str) -> Result<(), Repo
         .map_err(io)
 }
 
-/// `file:line:column: not a WHAT: message; hint: HINT` for a JSON file personas wrote (a
+/// `file:line:column: not a WHAT: message`, with `hint`, for a JSON file personas wrote (a
 /// manifest, a share baseline) that does not parse as one: serde's message without its own
 /// "at line L column C", which the prefix already says.
-pub fn json_error(path: &std::path::Path, what: &str, e: &serde_json::Error, hint: &str) -> String {
+pub fn json_error(
+    path: &std::path::Path,
+    what: &str,
+    e: &serde_json::Error,
+    hint: &str,
+) -> crate::diagnostics::Hinted {
     let text = e.to_string();
     let message = match text.rfind(" at line ") {
         Some(at) => &text[..at],
         None => &text,
     };
-    format!(
-        "{}:{}:{}: not a {what}: {message}; hint: {hint}",
+    let message = format!(
+        "{}:{}:{}: not a {what}: {message}",
         path.display(),
         e.line(),
         e.column()
-    )
+    );
+    crate::diagnostics::Hinted::new(message, hint)
 }
 
 /// Probability-weighted mean of the options' values; `None` if any option with probability

@@ -26,10 +26,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::diagnostics::Hinted;
 use crate::model::Model;
 use crate::report::{Manifest, ModelInfo, Report};
 use crate::study::{AskMode, Mode, Person, Study};
-use crate::{Error, Result};
+use crate::Result;
 
 mod asker;
 mod format;
@@ -87,20 +88,25 @@ pub fn check(study: &Study) -> Result<()> {
             .iter()
             .find(|q| q.order == crate::study::Order::All)
         {
-            return Err(Error::Output(format!(
-                "{}: question `{}`: order = \"all\" averages exact distributions, and this run samples; hint: run it in exact mode (leave out --mode sample), or present the options in a \"random\" order",
+            let message = format!(
+                "{}: question `{}`: order = \"all\" averages exact distributions, and this run \
+                 samples",
                 study.path.display(),
                 q.id
-            )));
+            );
+            let hint = "run it in exact mode (leave out --mode sample), or present the options \
+                        in a \"random\" order";
+            return Err(Hinted::new(message, hint).into());
         }
     }
     if matches!(study.ask, AskMode::Together { .. }) {
         if let Some(q) = study.questions.iter().find(|q| !q.is_closed()) {
-            return Err(Error::Output(format!(
-                "{}: question `{}` is free text, which ask mode `together` cannot constrain; hint: use [ask] mode = \"separate\"",
+            let message = format!(
+                "{}: question `{}` is free text, which ask mode `together` cannot constrain",
                 study.path.display(),
                 q.id
-            )));
+            );
+            return Err(Hinted::new(message, "use [ask] mode = \"separate\"").into());
         }
     }
     Ok(())

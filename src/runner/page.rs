@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::diagnostics::Hinted;
 use crate::report::page::{self, Respondent, RunInput};
 use crate::report::{Manifest, ShareBaseline, SHARE_FILE};
 use crate::study::{self, Study};
@@ -40,20 +41,10 @@ impl PageRun {
 /// The manifest of the run in `dir`; an error that ends with `hint` when there is none.
 pub(super) fn read_manifest(dir: &Path, hint: &str) -> Result<Manifest> {
     let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::Output(format!(
-            "cannot read `{}`: {e}; hint: {hint}",
-            path.display()
-        ))
-    })?;
-    serde_json::from_str(&text).map_err(|e| {
-        Error::Output(crate::report::json_error(
-            &path,
-            "personas manifest",
-            &e,
-            hint,
-        ))
-    })
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Hinted::new(format!("cannot read `{}`", path.display()), hint).because(e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| crate::report::json_error(&path, "personas manifest", &e, hint).into())
 }
 
 /// The study that the run in `dir` (with `manifest`) ran, with its seed, mode and sample
@@ -61,11 +52,13 @@ pub(super) fn read_manifest(dir: &Path, hint: &str) -> Result<Manifest> {
 pub fn study_of(dir: &Path, manifest: &Manifest) -> Result<Study> {
     let mut study = study::load(&manifest.study.path)?;
     if study.sha256 != manifest.study.sha256 {
-        return Err(Error::Output(format!(
-            "{}: study.sha256: `{}` has changed since the run; hint: the run's answers belong to the study it ran: restore that file",
+        let message = format!(
+            "{}: study.sha256: `{}` has changed since the run",
             dir.join("manifest.json").display(),
             study.path.display()
-        )));
+        );
+        let hint = "the run's answers belong to the study it ran: restore that file";
+        return Err(Hinted::new(message, hint).into());
     }
     study.seed = manifest.seed;
     study.sampling.mode = manifest.mode;
@@ -87,12 +80,8 @@ fn read_share(dir: &Path) -> Result<Vec<ShareBaseline>> {
     let path = dir.join(SHARE_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| {
-            Error::Output(crate::report::json_error(
-                &path,
-                "share baseline",
-                &e,
-                "run the study again to write it",
-            ))
+            let hint = "run the study again to write it";
+            crate::report::json_error(&path, "share baseline", &e, hint).into()
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Error::Output(format!(

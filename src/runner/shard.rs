@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::journal::{Entry, Journal};
+use crate::diagnostics::Hinted;
 pub use crate::report::Shard;
 use crate::report::{write_manifest, Manifest, Report};
 use crate::study::Study;
@@ -130,10 +131,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
     for (dir, m) in dirs.iter().zip(&manifests) {
         let at = dir.join("manifest.json");
         let field = |name: &str, what: String| {
-            Error::Output(format!(
-                "{}: {name}: {what}; hint: merge the shards of one run only",
-                at.display()
-            ))
+            let message = format!("{}: {name}: {what}", at.display());
+            Error::from(Hinted::new(message, "merge the shards of one run only"))
         };
         let shard = m
             .shard
@@ -157,11 +156,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
             ));
         }
         if m.interrupted || m.counts.skipped > 0 {
-            return Err(Error::Output(format!(
-                "{}: interrupted: shard {shard} is not finished; hint: `personas run --resume {}` completes it",
-                at.display(),
-                dir.display()
-            )));
+            let message = format!(
+                "{}: interrupted: shard {shard} is not finished",
+                at.display()
+            );
+            let hint = format!("`personas run --resume {}` completes it", dir.display());
+            return Err(Hinted::new(message, hint).into());
         }
         if let Some(other) = seen[shard.index].replace(dir) {
             return Err(field(
@@ -171,10 +171,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
         }
     }
     if let Some(missing) = seen.iter().position(Option::is_none) {
-        return Err(Error::Output(format!(
-            "shard {missing}/{} is missing; hint: pass every shard's output directory",
-            seen.len()
-        )));
+        let message = format!("shard {missing}/{} is missing", seen.len());
+        return Err(Hinted::new(message, "pass every shard's output directory").into());
     }
 
     let study: Study = super::page::study_of(&dirs[0], first)?;
@@ -189,10 +187,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
     let (mut respondents, mut failed, mut answers) = (0, 0, 0);
     for p in &people {
         let entry = entries.remove(&p.id).ok_or_else(|| {
-            Error::Output(format!(
-                "respondent {} is in no shard's journal; hint: complete the shards with `personas run --resume`",
-                p.id
-            ))
+            let message = format!("respondent {} is in no shard's journal", p.id);
+            Hinted::new(message, "complete the shards with `personas run --resume`")
         })?;
         journal.append(&[(p.id, &entry)])?;
         match entry {

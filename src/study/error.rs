@@ -1,5 +1,5 @@
-//! Errors in study files, each one line long: where (file, line, column), which field,
-//! what is wrong, and a `hint:` with the fix when there is one.
+//! Errors in study files, each one line long: where (file, line, column), which field and
+//! what is wrong, with a hint ([`Hint`]) that says the fix when there is one.
 //!
 //! A typo should cost the user one glance, so every message points at the exact spot.
 //! Parse errors come with toml's byte spans; validation errors reuse the spans kept by
@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+
+use crate::diagnostics::{one_line, Hint};
 
 /// Everything that can go wrong while reading and checking a study.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,12 @@ pub enum StudyError {
     Invalid(Box<Diagnostic>),
 }
 
+impl Hint for StudyError {
+    fn hint(&self) -> Option<String> {
+        self.diagnostic().and_then(|d| d.hint.clone())
+    }
+}
+
 impl StudyError {
     /// The diagnostic, when the error is about content rather than reading.
     pub fn diagnostic(&self) -> Option<&Diagnostic> {
@@ -39,8 +47,8 @@ impl StudyError {
     }
 }
 
-/// One problem in one file, printed as
-/// `file:line:column: field: message; hint: fix`.
+/// One problem in one file, printed as `file:line:column: field: message`; `hint` is the
+/// fix, printed on a line of its own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
     pub file: PathBuf,
@@ -68,16 +76,8 @@ impl fmt::Display for Diagnostic {
             write!(f, "{field}: ")?;
         }
         // Messages from toml and csv sometimes carry newlines; the contract is one line.
-        write!(f, "{}", one_line(&self.message))?;
-        if let Some(hint) = &self.hint {
-            write!(f, "; hint: {}", one_line(hint))?;
-        }
-        Ok(())
+        write!(f, "{}", one_line(&self.message))
     }
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Builds a one-line error from a message and an optional hint.

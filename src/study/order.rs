@@ -261,9 +261,8 @@ mod tests {
     }
 
     fn error(study: &str) -> String {
-        crate::study::parse(study, std::path::Path::new("study.toml"))
-            .unwrap_err()
-            .to_string()
+        let err = crate::study::parse(study, std::path::Path::new("study.toml")).unwrap_err();
+        crate::diagnostics::render(&err)
     }
 
     const STUDY: &str = "[persona]\ntemplate = \"x\"\n[[questions]]\nid = \"q\"\ntype = \"choice\"\noptions = [\"a\", \"b\"]\ntext = \"Which?\"\n";
@@ -273,11 +272,11 @@ mod tests {
         let study = |extra: &str| format!("{STUDY}{extra}");
         assert_eq!(
             error(&study("order = \"random\"\ninstruction = \"Pick.\"\n")),
-            "study.toml:9:15: questions[0].instruction: a question with its own instruction keeps its options' order; hint: `order` rewrites the default instruction: remove `instruction`, or set order = \"fixed\" on this question"
+            "error: study.toml:9:15: questions[0].instruction: a question with its own instruction keeps its options' order\nhint: `order` rewrites the default instruction: remove `instruction`, or set order = \"fixed\" on this question\n"
         );
         let together = format!("[ask]\nmode = \"together\"\norder = \"reversed\"\n{STUDY}");
         assert!(error(&together).starts_with(
-            "study.toml:3:9: ask.order: `order` applies to questions asked one by one"
+            "error: study.toml:3:9: ask.order: `order` applies to questions asked one by one"
         ));
         let text = STUDY.replace(
             "type = \"choice\"\noptions = [\"a\", \"b\"]",

@@ -41,14 +41,17 @@ fn parse_base(text: &str) -> Result<Study, StudyError> {
     parse(text, Path::new("study.toml"))
 }
 
-/// The error for BASE with `from` replaced by `to`.
+/// The error for BASE with `from` replaced by `to`, as printed.
 fn error_with(from: &str, to: &str) -> String {
     assert!(BASE.contains(from), "BASE lacks {from:?}");
-    let message = parse_base(&BASE.replacen(from, to, 1))
-        .expect_err("the change should be rejected")
-        .to_string();
-    assert!(!message.contains('\n'), "not one line: {message}");
-    message
+    printed(parse_base(&BASE.replacen(from, to, 1)).expect_err("the change should be rejected"))
+}
+
+/// `err` as `personas` prints it: one `error:` line, then its hint on a line of its own.
+fn printed(err: StudyError) -> String {
+    let printed = crate::diagnostics::render(&err);
+    crate::diagnostics::assert_printed_shape(&printed);
+    printed
 }
 
 fn examples_dir() -> PathBuf {
@@ -71,10 +74,9 @@ fn fuzz_regressions_are_refused() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        let message = parse(&text, Path::new("study.toml"))
-            .expect_err("a fuzz regression was accepted")
-            .to_string();
-        assert!(!message.contains('\n'), "not one line: {message}");
+        let message = printed(
+            parse(&text, Path::new("study.toml")).expect_err("a fuzz regression was accepted"),
+        );
         let stem = path
             .file_stem()
             .unwrap()
@@ -140,7 +142,7 @@ fn error_construct_item_not_numeric() {
     );
     insta::assert_snapshot!(
         "construct_item_not_numeric",
-        parse_base(&text).unwrap_err().to_string()
+        printed(parse_base(&text).unwrap_err())
     );
 }
 
@@ -246,22 +248,16 @@ fn error_missing_persona() {
         "",
         1,
     );
-    insta::assert_snapshot!(
-        "missing_persona",
-        parse_base(&text).unwrap_err().to_string()
-    );
+    insta::assert_snapshot!("missing_persona", printed(parse_base(&text).unwrap_err()));
 }
 
-/// The one-line error for a study reading `people.csv` (holding `csv`) from a temporary
+/// The printed error for a study reading `people.csv` (holding `csv`) from a temporary
 /// directory, the directory shown as `[dir]`.
 fn csv_error(csv: &[u8], study: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("people.csv"), csv).unwrap();
     std::fs::write(dir.path().join("study.toml"), study).unwrap();
-    let message = load(&dir.path().join("study.toml"))
-        .unwrap_err()
-        .to_string();
-    assert!(!message.contains('\n'), "not one line: {message}");
+    let message = printed(load(&dir.path().join("study.toml")).unwrap_err());
     message.replace(&dir.path().display().to_string(), "[dir]")
 }
 
@@ -323,7 +319,7 @@ fn error_empty_population() {
             1,
         )
         .replacen("[population.draw]\n", "", 1);
-    let message = parse_base(&people).unwrap_err().to_string();
+    let message = printed(parse_base(&people).unwrap_err());
     insta::assert_snapshot!("empty_people", message);
 }
 
@@ -565,8 +561,7 @@ fn error_number_bins() {
             1,
         ) + "\n[sampling]\nmode = \"exact\"\n"
     };
-    let message = parse_base(&wide("")).unwrap_err().to_string();
-    assert!(!message.contains('\n'), "{message}");
+    let message = printed(parse_base(&wide("")).unwrap_err());
     insta::assert_snapshot!("number_exact_without_bins", message);
     let study = parse_base(&wide("bins = [[0, 17], [18, 64]]\n")).unwrap();
     assert_eq!(

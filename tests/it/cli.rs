@@ -42,6 +42,10 @@ fn assert_error_shape(stderr: &str) {
     let first = lines.next().unwrap_or_default();
     assert!(first.starts_with("error: "), "not an error line:\n{stderr}");
     assert!(
+        !first.contains("hint:"),
+        "a hint inside the error line:\n{stderr}"
+    );
+    assert!(
         lines.all(|l| l.starts_with("hint: ") && l.len() > "hint: ".len()),
         "more than one error line and its hints:\n{stderr}"
     );
@@ -533,7 +537,7 @@ fn error_broken_model_files() {
     let cut = dir.path().join("cut.gguf");
     std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
     let err = next_token(&cut);
-    assert_contains(&err, "not a valid model file: truncated: tensor `");
+    assert_contains(&err, "` is truncated: tensor `");
     assert_contains(&err, "hint: download it again");
     // Cut off in the header.
     std::fs::write(&cut, &whole[..100_000]).unwrap();

@@ -17,7 +17,7 @@ use candle_core::Device;
 
 use crate::model::cpu::{Half, HalfKind, Kernels, Packed};
 use crate::model::net::{Block, Config, Embedding, Linear, Llama};
-use crate::model::{LoadError, LLAMA_ONLY};
+use crate::model::LoadError;
 
 /// Opens a GGUF file and reads its header (metadata and tensor index, not the weights).
 pub fn read_content(path: &Path) -> Result<Content, LoadError> {
@@ -54,13 +54,12 @@ pub fn read_content(path: &Path) -> Result<Content, LoadError> {
         match end {
             Some(end) if end <= len => {}
             Some(end) => {
-                return Err(LoadError::format(
-                    path,
-                    format!(
-                        "truncated: tensor `{name}` ends at byte {end} but the file has {len} \
-                         bytes; hint: download it again (`personas download` checks the sha256)"
-                    ),
-                ))
+                return Err(LoadError::Truncated {
+                    path: path.to_path_buf(),
+                    tensor: name.clone(),
+                    end,
+                    len,
+                })
             }
             None => {
                 return Err(LoadError::format(
@@ -231,9 +230,9 @@ pub fn config(content: &Content, path: &Path, device: &Device) -> Result<Config,
         _ => return Err(LoadError::missing(path, "general.architecture")),
     };
     if arch != "llama" {
-        return Err(LoadError::Unsupported {
+        return Err(LoadError::Architecture {
             path: path.to_path_buf(),
-            what: format!("architecture `{arch}`; {LLAMA_ONLY}"),
+            what: format!("architecture `{arch}`"),
         });
     }
     let meta = Meta {

@@ -20,7 +20,7 @@ use candle_transformers::models::llama::{Llama3RopeType, LlamaConfig};
 
 use crate::model::cpu::{Half, HalfKind, Kernels};
 use crate::model::net::{llama3_freq_factors, Block, Config, Embedding, Linear, Llama};
-use crate::model::{LoadError, LLAMA_ONLY};
+use crate::model::LoadError;
 
 /// The safetensors files of a checkpoint directory, in a stable order.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
@@ -54,9 +54,9 @@ pub fn config(dir: &Path) -> Result<Config, LoadError> {
         serde_json::from_str(&text).map_err(|e| LoadError::format(&path, e))?;
     if let Some(arch) = raw.get("model_type").and_then(|v| v.as_str()) {
         if arch != "llama" {
-            return Err(LoadError::Unsupported {
+            return Err(LoadError::Architecture {
                 path,
-                what: format!("model_type `{arch}`; {LLAMA_ONLY}"),
+                what: format!("model_type `{arch}`"),
             });
         }
     }

@@ -1,6 +1,7 @@
 //! Tests of `hub`.
 
 use super::*;
+use crate::diagnostics::render;
 use crate::source::mirror::Mirror;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -197,7 +198,7 @@ fn wrong_checksum_is_an_error_and_leaves_nothing_behind() {
     let cache = tempfile::tempdir().unwrap();
     let req = request("acme/tiny", "main", "tiny.gguf", Some("ab".repeat(32)));
     let err = fetch(&settings(cache.path(), hub.url.clone()), &req, "tiny").unwrap_err();
-    let msg = err.to_string();
+    let msg = render(&err);
     assert!(
         matches!(err, HubError::Checksum { removed: true, .. }),
         "{msg}"
@@ -221,7 +222,7 @@ fn unreachable_hub_and_offline_mode_give_clear_errors() {
     let mut s = settings(cache.path(), endpoint.clone());
     let req = request("acme/tiny", "main", "tiny.gguf", None);
     let err = fetch(&s, &req, "tiny-model").unwrap_err();
-    let msg = err.to_string();
+    let msg = render(&err);
     assert!(matches!(err, HubError::Unreachable { .. }), "{msg}");
     insta::assert_snapshot!("hub_unreachable", redact(&msg, &endpoint, cache.path()));
     for needle in [
@@ -231,15 +232,12 @@ fn unreachable_hub_and_offline_mode_give_clear_errors() {
         "HF_ENDPOINT",
         "HF_HUB_OFFLINE",
     ] {
-        assert!(
-            msg.contains(needle) && !msg.contains('\n'),
-            "`{needle}` missing from: {msg}"
-        );
+        assert!(msg.contains(needle), "`{needle}` missing from: {msg}");
     }
 
     s.offline = true;
     let err = fetch(&s, &req, "tiny-model").unwrap_err();
-    let msg = err.to_string();
+    let msg = render(&err);
     assert!(matches!(err, HubError::Offline { .. }), "{msg}");
     assert!(
         msg.contains("`tiny-model`") && msg.contains("acme/tiny/tiny.gguf"),
@@ -259,7 +257,7 @@ fn gated_repos_need_the_token_and_missing_files_are_reported() {
     let cache = tempfile::tempdir().unwrap();
     let mut s = settings(cache.path(), hub.url.clone());
     let req = request("meta/gated", "main", "config.json", Some(sha(&body)));
-    let msg = fetch(&s, &req, "gated").unwrap_err().to_string();
+    let msg = render(&fetch(&s, &req, "gated").unwrap_err());
     assert!(
         msg.contains("HTTP 401") && msg.contains("set HF_TOKEN"),
         "{msg}"
@@ -284,13 +282,13 @@ fn gated_repos_need_the_token_and_missing_files_are_reported() {
         "gated",
     );
     assert!(matches!(err, Err(HubError::NotFound { .. })), "{err:?}");
-    let msg = err.unwrap_err().to_string();
+    let msg = render(&err.unwrap_err());
     insta::assert_snapshot!("hub_file_not_found", redact(&msg, &hub.url, cache.path()));
 }
 
-/// A message with this run's server address and cache directory replaced, to pin it.
+/// The printed error with this run's server address and cache directory replaced, to pin it.
 fn redact(msg: &str, url: &str, cache: &Path) -> String {
-    assert!(!msg.contains('\n'), "not one line: {msg}");
+    crate::diagnostics::assert_printed_shape(msg);
     msg.replace(url, "[hub]")
         .replace(&cache.display().to_string(), "[cache]")
 }
