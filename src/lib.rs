@@ -5,6 +5,10 @@
 //! sampling, scoring, constraints) -> study (population, personas, questions) -> runner ->
 //! report -> cli; `diagnostics` serves every step's error messages.
 
+// The docs are for the people who work on personas as much as for its callers: they link the
+// private helpers a public item is built on (`cargo doc --document-private-items` shows them).
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod chat;
 pub mod cli;
 pub mod diagnostics;

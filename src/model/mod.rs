@@ -4,7 +4,7 @@
 //! Finding files and loading them are separate steps, so every loader works offline on paths.
 //!
 //! Layout: [`net`] is the Llama network, written once for every device and weight format;
-//! [`format`] reads checkpoint files (GGUF, safetensors) into it; [`cpu`] holds personas' own
+//! [`mod@format`] reads checkpoint files (GGUF, safetensors) into it; [`cpu`] holds personas' own
 //! CPU kernels, by weight format and instruction set. GPUs run the network through candle's
 //! kernels (the `Kernels::Candle` path of [`net`]).
 

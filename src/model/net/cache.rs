@@ -8,7 +8,7 @@
 //! start from one computed prefix and still end together.
 //!
 //! Forks share their prefix. Where the CPU attention kernel runs (see
-//! [`super::attention`]), [`Cache::rows`] and [`Cache::repeat_rows`] copy nothing: every new
+//! [`crate::model::cpu::attention`]), [`Cache::rows`] and [`Cache::repeat_rows`] copy nothing: every new
 //! row points at the [`Segment`]s it continues from (the system prompt once, a persona once for
 //! all its questions, ...) and only what it computes after the fork goes into its own buffer.
 //! Elsewhere (candle's attention, as on a GPU, which wants one contiguous tensor) forks copy.

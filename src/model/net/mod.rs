@@ -7,7 +7,9 @@
 //! interleaved rope, Hugging Face checkpoints rotate halves), which [`Config::rope_interleaved`]
 //! records.
 
+mod attention;
 pub mod cache;
+mod config;
 pub mod linear;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,86 +17,13 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, D};
 
-use super::cpu::{attention, simd, Kernels, Packed};
+use super::cpu::{self, simd, Kernels, Packed};
 use super::with_cpu_f32;
+use attention::Mask;
 pub use cache::Cache;
+pub use config::{llama3_freq_factors, Config};
 use linear::{packed_parts, BATCH_INVARIANT_ROWS};
 pub use linear::{Embedding, Linear};
-
-/// Hyper-parameters, named as in Hugging Face's `config.json`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub hidden_size: usize,
-    pub intermediate_size: usize,
-    pub vocab_size: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    pub num_key_value_heads: usize,
-    pub head_dim: usize,
-    pub rms_norm_eps: f64,
-    pub rope_theta: f64,
-    /// Training context length; a hint for users, never a cap (the cache grows on demand).
-    pub max_position_embeddings: usize,
-    /// Llama 3.x frequency scaling, already folded into per-pair divisors.
-    pub rope_freq_factors: Option<Vec<f32>>,
-    /// Linear position scaling (`rope.scaling.type = linear`).
-    pub rope_linear_factor: Option<f64>,
-    /// True for GGUF (adjacent pairs), false for Hugging Face layouts (rotate halves).
-    pub rope_interleaved: bool,
-}
-
-impl Config {
-    pub fn group_size(&self) -> usize {
-        self.num_attention_heads / self.num_key_value_heads
-    }
-
-    /// Inverse frequencies per rotary pair, with Llama 3 scaling and linear scaling applied.
-    pub fn inv_freq(&self) -> Vec<f64> {
-        let half = self.head_dim / 2;
-        (0..half)
-            .map(|i| {
-                let mut f = 1.0 / self.rope_theta.powf(2.0 * i as f64 / self.head_dim as f64);
-                if let Some(factors) = &self.rope_freq_factors {
-                    f /= factors.get(i).copied().unwrap_or(1.0) as f64;
-                }
-                if let Some(linear) = self.rope_linear_factor {
-                    f /= linear;
-                }
-                f
-            })
-            .collect()
-    }
-}
-
-/// Llama 3 rope scaling as Hugging Face describes it in `config.json`, turned into the per-pair
-/// divisors that llama.cpp stores as `rope_freqs.weight`, so both formats share one code path.
-pub fn llama3_freq_factors(
-    head_dim: usize,
-    rope_theta: f64,
-    factor: f64,
-    low_freq_factor: f64,
-    high_freq_factor: f64,
-    original_max_position: f64,
-) -> Vec<f32> {
-    let low_wavelen = original_max_position / low_freq_factor;
-    let high_wavelen = original_max_position / high_freq_factor;
-    (0..head_dim / 2)
-        .map(|i| {
-            let freq = 1.0 / rope_theta.powf(2.0 * i as f64 / head_dim as f64);
-            let wavelen = 2.0 * std::f64::consts::PI / freq;
-            let scaled = if wavelen < high_wavelen {
-                freq
-            } else if wavelen > low_wavelen {
-                freq / factor
-            } else {
-                let smooth = (original_max_position / wavelen - low_freq_factor)
-                    / (high_freq_factor - low_freq_factor);
-                (1.0 - smooth) * freq / factor + smooth * freq
-            };
-            (freq / scaled) as f32
-        })
-        .collect()
-}
 
 /// Packed projections of one block that read the same input, computed in one kernel call
 /// per group (the input quantized once, all their panels shared out over the threads).
@@ -102,13 +31,6 @@ pub fn llama3_freq_factors(
 struct Fused {
     qkv: Option<[Arc<Packed>; 3]>,
     gate_up: Option<[Arc<Packed>; 2]>,
-}
-
-/// What hides cached positions from attention: an additive mask for candle's matmuls, or
-/// per-row flags for the CPU kernel of [`super::attention`].
-enum Mask {
-    Tensor(Option<Tensor>),
-    Rows(Vec<Vec<bool>>),
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +63,7 @@ pub struct Llama {
     inv_freq: Vec<f64>,
     /// Rows below which a dense product is padded (see [`Llama::set_batch_invariant`]).
     min_rows: usize,
-    /// Whether attention on the CPU may use [`attention::attend`] (see [`Llama::set_cpu_attention`]).
+    /// Whether attention on the CPU may use [`cpu::attention::attend`] (see [`Llama::set_cpu_attention`]).
     cpu_attention: bool,
     /// Per block, its side-by-side packed weights (see [`Llama::fuse`]).
     fused: Vec<Fused>,
@@ -224,7 +146,7 @@ impl Llama {
         self.cpu_attention
             && matches!(self.device, Device::Cpu)
             && self.dtype == DType::F32
-            && attention::HEAD_DIMS.contains(&self.cfg.head_dim)
+            && cpu::attention::HEAD_DIMS.contains(&self.cfg.head_dim)
     }
 
     /// The kernels that run the packed projections, as loaded (`Kernels::Candle` when nothing
@@ -379,28 +301,6 @@ impl Llama {
         Ok(total)
     }
 
-    /// cos/sin tables for the given absolute positions, shaped (B, T, head_dim/2).
-    fn rope_tables(
-        &self,
-        positions: &[u32],
-        batch: usize,
-        seq: usize,
-    ) -> candle_core::Result<(Tensor, Tensor)> {
-        let half = self.inv_freq.len();
-        let mut cos = Vec::with_capacity(positions.len() * half);
-        let mut sin = Vec::with_capacity(positions.len() * half);
-        for &p in positions {
-            for &f in &self.inv_freq {
-                let angle = p as f64 * f;
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
-            }
-        }
-        let cos = Tensor::from_vec(cos, (batch, seq, half), &self.device)?.to_dtype(self.dtype)?;
-        let sin = Tensor::from_vec(sin, (batch, seq, half), &self.device)?.to_dtype(self.dtype)?;
-        Ok((cos, sin))
-    }
-
     /// Runs `tokens` (B rows of T tokens) after what `cache` already holds, appending their keys
     /// and values. Row `b` may ignore cached positions listed in `pad` (left padding), so rows of
     /// different prompt lengths share one batch. Returns logits (B, vocab) or (B, T, vocab).
@@ -526,126 +426,6 @@ impl Llama {
             return Ok(None);
         };
         packed_parts(parts, xs, self.kernels).map(Some)
-    }
-
-    /// Additive mask of shape (B, 1, group*T, L): causal inside the new tokens, and hiding each
-    /// row's gap (left padding, or filler after a shared prefix). `None` when nothing is hidden
-    /// (one new token, no gaps).
-    fn mask(&self, cache: &Cache, seq: usize) -> candle_core::Result<Option<Tensor>> {
-        let batch = cache.batch();
-        let start = cache.len();
-        let total = start + seq;
-        if seq == 1 && !cache.has_gaps() {
-            return Ok(None);
-        }
-        let group = self.cfg.group_size();
-        let mut data = Vec::with_capacity(batch * group * seq * total);
-        let mut row = Vec::with_capacity(seq * total);
-        for b in 0..batch {
-            row.clear();
-            for i in 0..seq {
-                let at = start + i;
-                for j in 0..total {
-                    // A filler query still sees itself, so its (unused) output stays finite:
-                    // NaN in the cache would poison later rows via 0 * NaN.
-                    let hidden = j > at || (j != at && cache.hidden(b, j));
-                    row.push(if hidden { f32::NEG_INFINITY } else { 0.0 });
-                }
-            }
-            for _ in 0..group {
-                data.extend_from_slice(&row);
-            }
-        }
-        Tensor::from_vec(data, (batch, 1, group * seq, total), &self.device).map(Some)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        block: &Block,
-        xs: &Tensor,
-        cache: &Cache,
-        layer: usize,
-        start: usize,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: &Mask,
-    ) -> candle_core::Result<Tensor> {
-        let (b, t, _) = xs.dims3()?;
-        let cfg = &self.cfg;
-        let (nh, nkv, hd) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
-        let (q, k, v) = match self.fused_parts(layer, |f| f.qkv.as_ref(), xs)? {
-            Some([q, k, v]) => (
-                Tensor::from_vec(q, (b, t, nh * hd), &self.device)?,
-                Tensor::from_vec(k, (b, t, nkv * hd), &self.device)?,
-                Tensor::from_vec(v, (b, t, nkv * hd), &self.device)?,
-            ),
-            None => (
-                block.wq.forward(xs, self.run())?,
-                block.wk.forward(xs, self.run())?,
-                block.wv.forward(xs, self.run())?,
-            ),
-        };
-        let q = q.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous()?;
-        let k = k.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
-        let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
-        let (q, k) = if cfg.rope_interleaved {
-            (
-                candle_nn::rotary_emb::rope_i(&q, cos, sin)?,
-                candle_nn::rotary_emb::rope_i(&k, cos, sin)?,
-            )
-        } else {
-            (
-                candle_nn::rotary_emb::rope(&q, cos, sin)?,
-                candle_nn::rotary_emb::rope(&k, cos, sin)?,
-            )
-        };
-
-        cache.write(layer, &k, &v, start)?;
-        let mask = match mask {
-            Mask::Rows(hidden) => {
-                let dims = attention::Dims {
-                    batch: b,
-                    seq: t,
-                    heads: nh,
-                    kv_heads: nkv,
-                    head_dim: hd,
-                    start,
-                };
-                let runs = cache.runs(layer, start + t)?;
-                let q = q.contiguous()?;
-                // SAFETY: the runs point into `cache`'s buffers (and the segments it holds),
-                // alive and not written until this call returns.
-                let simd = self.avx512_allowed() && attention::simd_available();
-                let out = with_cpu_f32(&q, |q| unsafe {
-                    attention::attend(q, &runs, hidden, dims, simd)
-                })?;
-                let out = Tensor::from_vec(out, (b, t, nh * hd), &self.device)?;
-                return block.wo.forward(&out, self.run());
-            }
-            Mask::Tensor(m) => m.as_ref(),
-        };
-        let (k_all, v_all) = cache.view(layer, start + t)?;
-        // Heads sharing a KV head sit next to each other, so folding the group into the query
-        // axis lets one matmul serve the whole group without repeating K/V per head.
-        let q = q.reshape((b, nkv, cfg.group_size() * t, hd))?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k_all.t()?)?.to_dtype(DType::F32)? * scale)?;
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
-        };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(self.dtype)?;
-        let out = probs.matmul(&v_all)?;
-        let out = out
-            .reshape((b, nh, t, hd))?
-            .transpose(1, 2)?
-            .reshape((b, t, nh * hd))?;
-        block.wo.forward(&out, self.run())
     }
 
     /// Log-softmax over the vocabulary of a logits row, in f32 on the host.
