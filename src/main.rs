@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     match personas::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprint!("{}", personas::diagnostics::render(err.as_ref()));
+            eprint!("{}", personas::error::render(err.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -299,7 +299,7 @@ mod tests {
     fn refusal(tokenizer: &Tokenizer, options: &[&str]) -> String {
         let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
         let err = tokenize_options(tokenizer, "", &options).expect_err("options accepted");
-        let printed = crate::diagnostics::render(&err);
+        let printed = crate::error::render(&err);
         crate::diagnostics::assert_printed_shape(&printed);
         printed
     }
@@ -324,7 +324,7 @@ mod tests {
         );
         insta::assert_snapshot!(
             "option_same_tokens",
-            crate::diagnostics::render(&same.unwrap_err())
+            crate::error::render(&same.unwrap_err())
         );
     }
 

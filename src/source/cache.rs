@@ -5,7 +5,8 @@ use sha2::{Digest, Sha256};
 use std::path::{Component, Path, PathBuf};
 use std::{fs, io};
 
-use super::hub::{io_err, FileRequest, HubError, HubSettings};
+use super::error::{io_err, HubError};
+use super::request::{FileRequest, HubSettings};
 
 /// `<cache>/models--owner--name`, named as `huggingface_hub` names it.
 pub(super) fn repo_dir(settings: &HubSettings, repo: &str) -> PathBuf {

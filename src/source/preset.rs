@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use super::hub::FileRequest;
-use super::mirror::Mirror;
+use super::request::{FileRequest, Mirror};
 
 /// Model architecture; only the Llama family is supported.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

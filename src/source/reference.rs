@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::error::RegistryError;
 use super::preset::{check_file_name, check_repo, ModelSpec};
-use super::registry::RegistryError;
 
 /// What a model reference resolved to.
 #[derive(Debug, Clone, PartialEq, Eq)]

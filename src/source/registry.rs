@@ -26,60 +26,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+use super::error::RegistryError;
 use super::preset::ModelSpec;
 use super::reference::{expand_home, local_source, parse_hub_ref, ModelSource};
-use crate::diagnostics::{line_col, one_line, suggest, toml_field_at, Hint};
+use crate::diagnostics::{line_col, one_line, suggest, toml_field_at};
 
 /// The registry shipped with the crate.
 pub const BUILTIN_MODELS: &str = include_str!("../../models.toml");
 const BUILTIN_ORIGIN: &str = "models.toml (built in)";
-
-/// Registry and model-reference errors, one line each; the hint ([`Hint`]) says what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("cannot read models file `{}`: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        hint: String,
-        source: std::io::Error,
-    },
-    #[error("{origin}:{line}:{column}: {}{message}", field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
-    Parse {
-        origin: String,
-        line: usize,
-        column: usize,
-        field: Option<String>,
-        message: String,
-        hint: String,
-    },
-    #[error("unknown model `{name}`")]
-    UnknownModel { name: String, hint: String },
-    #[error("model path `{}` does not exist", path.display())]
-    MissingPath { path: PathBuf },
-    #[error("`{}` is not a usable model: {detail}", path.display())]
-    NotAModel { path: PathBuf, detail: String },
-    #[error("invalid hub reference `{reference}`: {detail}")]
-    BadHubRef { reference: String, detail: String },
-}
-
-impl Hint for RegistryError {
-    fn hint(&self) -> Option<String> {
-        Some(match self {
-            RegistryError::Read { hint, .. }
-            | RegistryError::Parse { hint, .. }
-            | RegistryError::UnknownModel { hint, .. } => hint.clone(),
-            RegistryError::MissingPath { .. } => {
-                "check the path, or name a preset (`personas models` lists them)".into()
-            }
-            RegistryError::NotAModel { .. } => "pass a `.gguf` file or a directory with \
-                `config.json`, `tokenizer.json` and `*.safetensors`"
-                .into(),
-            RegistryError::BadHubRef { .. } => {
-                "write `owner/repo:FILE` or `owner/repo@REVISION:FILE`".into()
-            }
-        })
-    }
-}
 
 /// Shape of a models file.
 #[derive(Deserialize)]

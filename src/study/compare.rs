@@ -77,8 +77,7 @@ codes = { "1" = "Yes", "0" = "No" }
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("people.csv"), csv).unwrap();
         std::fs::write(dir.path().join("study.toml"), STUDY.replacen(from, to, 1)).unwrap();
-        let message =
-            crate::diagnostics::render(&load(&dir.path().join("study.toml")).unwrap_err());
+        let message = crate::error::render(&load(&dir.path().join("study.toml")).unwrap_err());
         message.replace(&dir.path().display().to_string(), "[dir]")
     }
 

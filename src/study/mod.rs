@@ -11,6 +11,7 @@ mod compare;
 mod construct;
 mod draw;
 mod error;
+mod kind;
 mod order;
 mod population;
 mod question;
@@ -28,11 +29,12 @@ pub use compare::Compare;
 pub use construct::{Construct, Item};
 pub use draw::Draw;
 pub use error::{Diagnostic, StudyError};
+pub use kind::{ChoiceOption, QuestionKind};
 pub use order::Order;
 pub use population::{write_population_csv, Attributes, Person, Population, GENERATED_COLUMNS};
 pub use question::{
     answer_keys, answer_schema, default_instruction, parse_together, together_prompt, AnswerError,
-    AskMode, ChoiceOption, Question, QuestionKind, MAX_LISTED_NUMBERS,
+    AskMode, Question, MAX_LISTED_NUMBERS,
 };
 pub use spec::{JsonKeys, Mode, Placement, StudySpec};
 pub use value::AttributeValue;

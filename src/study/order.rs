@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::question::QuestionKind;
+use super::kind::QuestionKind;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -262,7 +262,7 @@ mod tests {
 
     fn error(study: &str) -> String {
         let err = crate::study::parse(study, std::path::Path::new("study.toml")).unwrap_err();
-        crate::diagnostics::render(&err)
+        crate::error::render(&err)
     }
 
     const STUDY: &str = "[persona]\ntemplate = \"x\"\n[[questions]]\nid = \"q\"\ntype = \"choice\"\noptions = [\"a\", \"b\"]\ntext = \"Which?\"\n";

@@ -8,6 +8,7 @@
 
 use serde_json::{json, Value};
 
+use super::kind::QuestionKind;
 use super::order::Order;
 use super::spec::JsonKeys;
 
@@ -36,41 +37,6 @@ pub struct Question {
     pub intro: Option<String>,
     /// The order its options are presented in (`fixed` unless the study says otherwise).
     pub order: Order,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum QuestionKind {
-    /// Rating scale `min..=max`, optionally with labels for both ends.
-    Scale {
-        min: i64,
-        max: i64,
-        min_label: Option<String>,
-        max_label: Option<String>,
-    },
-    /// Labelled options, answered with their codes.
-    Choice { options: Vec<ChoiceOption> },
-    /// Two answers; `no` counts as 0 and `yes` as 1.
-    YesNo { yes: String, no: String },
-    /// A whole number `min..=max`; `bins` group values in exact mode's distribution
-    /// (inclusive, within the range, not overlapping; empty for one probability per value).
-    Number {
-        min: i64,
-        max: i64,
-        bins: Vec<(i64, i64)>,
-    },
-    /// Free text of at most `max_tokens` tokens.
-    Text { max_tokens: usize },
-}
-
-/// One option of a choice question.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChoiceOption {
-    /// What the model answers (`A`).
-    pub code: String,
-    /// What the option means (`Democrat`), shown next to the code.
-    pub label: Option<String>,
-    /// Number used in statistics; defaults to the code when it is numeric.
-    pub value: Option<f64>,
 }
 
 impl Question {
@@ -422,6 +388,7 @@ pub fn parse_together(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::study::ChoiceOption;
 
     fn question(id: &str, kind: QuestionKind) -> Question {
         let instruction = default_instruction(&kind);

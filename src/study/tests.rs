@@ -49,7 +49,7 @@ fn error_with(from: &str, to: &str) -> String {
 
 /// `err` as `personas` prints it: one `error:` line, then its hint on a line of its own.
 fn printed(err: StudyError) -> String {
-    let printed = crate::diagnostics::render(&err);
+    let printed = crate::error::render(&err);
     crate::diagnostics::assert_printed_shape(&printed);
     printed
 }

@@ -1,8 +1,8 @@
 //! Tests of `hub`.
 
 use super::*;
-use crate::diagnostics::render;
-use crate::source::mirror::Mirror;
+use crate::error::render;
+use crate::source::{FileRequest, HubError, HubSettings, Mirror, DEFAULT_ENDPOINT};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -10,6 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
+use std::{fs, io};
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 

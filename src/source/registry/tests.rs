@@ -1,7 +1,7 @@
 //! Tests of `registry`.
 
 use super::*;
-use crate::diagnostics::render;
+use crate::error::render;
 use crate::source::{ByteSize, Format, ModelSource};
 use std::fs;
 

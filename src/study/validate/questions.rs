@@ -7,10 +7,9 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::{suggest, Checker, Result, DEFAULT_MAX_TOKENS};
+use crate::study::kind::{ChoiceOption, QuestionKind};
 use crate::study::order::Order;
-use crate::study::question::{
-    backticked, default_instruction, ChoiceOption, Question, QuestionKind, MAX_EXACT_VALUES,
-};
+use crate::study::question::{backticked, default_instruction, Question, MAX_EXACT_VALUES};
 use crate::study::spec::{QuestionSpec, QuestionType, ScaleSpec};
 use crate::study::value::AttributeValue;
 
