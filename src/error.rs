@@ -24,6 +24,14 @@ pub enum Error {
     Report(#[from] crate::report::ReportError),
     #[error("{0}")]
     Output(String),
+    /// A file of a run (journal, manifest, share baseline) that cannot be read or written.
+    #[error("cannot {action} `{}`: {source}", path.display())]
+    File {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// An error found by the runner or the CLI, with what to do about it.
     #[error(transparent)]
     Hinted(#[from] crate::diagnostics::Hinted),
@@ -52,7 +60,7 @@ impl crate::diagnostics::Hint for Error {
             Error::Study(e) => e.hint(),
             Error::Hinted(e) => e.hint(),
             Error::Answer { source, .. } => source.hint(),
-            Error::Tokenize(_) | Error::Report(_) | Error::Output(_) => None,
+            Error::Tokenize(_) | Error::Report(_) | Error::Output(_) | Error::File { .. } => None,
         }
     }
 }
@@ -108,6 +116,21 @@ pub fn render(err: &(dyn std::error::Error + 'static)) -> String {
         out.push_str(&format!("hint: {hint}\n"));
     }
     out
+}
+
+impl Error {
+    /// A file that cannot be dealt with: `action` is `read`, `write` or `copy`.
+    pub(crate) fn file(
+        action: &'static str,
+        path: &std::path::Path,
+        source: std::io::Error,
+    ) -> Self {
+        Error::File {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

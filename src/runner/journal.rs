@@ -173,7 +173,7 @@ fn encode(id: usize, entry: &Entry) -> Vec<u8> {
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Output(format!("cannot write `{}`: {e}", path.display()))
+    Error::file("write", path, e)
 }
 
 #[cfg(test)]

@@ -84,10 +84,7 @@ fn read_share(dir: &Path) -> Result<Vec<ShareBaseline>> {
             crate::report::json_error(&path, "share baseline", &e, hint).into()
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::Output(format!(
-            "cannot read `{}`: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(Error::file("read", &path, e)),
     }
 }
 

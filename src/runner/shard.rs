@@ -223,7 +223,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
     let share = dirs[0].join(crate::report::SHARE_FILE);
     if share.exists() {
         std::fs::copy(&share, out.join(crate::report::SHARE_FILE))
-            .map_err(|e| Error::Output(format!("cannot copy `{}`: {e}", share.display())))?;
+            .map_err(|e| Error::file("copy", &share, e))?;
     }
     let (summary, _) = report.finish()?;
     drop(journal);
