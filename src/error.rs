@@ -24,7 +24,7 @@ pub enum Error {
     Report(#[from] crate::report::ReportError),
     #[error("{0}")]
     Output(String),
-    /// A file of a run (journal, manifest, share baseline) that cannot be read or written.
+    /// A file of a run (journal, share baseline) that cannot be read, written or copied.
     #[error("cannot {action} `{}`: {source}", path.display())]
     File {
         action: &'static str,
@@ -177,10 +177,12 @@ mod tests {
     #[test]
     fn a_cause_already_said_is_not_repeated_nor_its_hint() {
         let inner = Hinted::new("bad value", "use 1");
-        let err = Hinted::new("file.toml:1:2: x: bad value", "use 1").because(inner);
+        let err = anyhow::Error::new(inner).context("file.toml:1:2: x: bad value");
         assert_eq!(
-            render(&err),
+            render(err.as_ref()),
             "error: file.toml:1:2: x: bad value\nhint: use 1\n"
         );
+        let twice = Hinted::around(Hinted::new("bad value", "use 1"), "use 1");
+        assert_eq!(render(&twice), "error: bad value\nhint: use 1\n");
     }
 }

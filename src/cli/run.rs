@@ -235,7 +235,7 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     let outcome = runner::run(&study, &model, Some(info), &settings, &stop, load_seconds).map_err(
         |e| match e {
             // The journal holds every finished group: nothing computed is lost.
-            crate::Error::Output(_) | crate::Error::Report(_) | crate::Error::File { .. } => {
+            crate::Error::Report(_) | crate::Error::File { .. } => {
                 let hint = format!(
                     "finished respondents are kept in `{}`; once it can be written (free \
                      space if the disk is full), `personas run --resume {}` continues the run",

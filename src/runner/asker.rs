@@ -107,10 +107,12 @@ impl<'a> Asker<'a> {
         let ids = self.render(messages)?;
         let context = self.model.llama.cfg.max_position_embeddings;
         if ids.len() >= context {
-            return Err(Error::Output(format!(
+            let message = format!(
                 "a prompt of {} tokens does not fit the model's context of {context} tokens",
                 ids.len()
-            )));
+            );
+            let hint = "shorten the persona or the question, or use a model with a longer context";
+            return Err(crate::diagnostics::Hinted::new(message, hint).into());
         }
         Ok(ids)
     }

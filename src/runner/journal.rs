@@ -131,11 +131,11 @@ impl Journal {
 /// The journal at `path`: the respondents in the order of their first line, and each one's
 /// last entry.
 fn read(path: &Path) -> Result<(Vec<usize>, HashMap<usize, Entry>)> {
-    let file = File::open(path).map_err(|e| io(path, e))?;
+    let file = File::open(path).map_err(|e| Error::file("read", path, e))?;
     let mut order = Vec::new();
     let mut entries = HashMap::new();
     for line in BufReader::new(file).split(b'\n') {
-        let line = line.map_err(|e| io(path, e))?;
+        let line = line.map_err(|e| Error::file("read", path, e))?;
         // A kill can cut the last line; it, and anything after it, is not trusted.
         let Ok(line) = serde_json::from_slice::<Line>(&line) else {
             break;
@@ -172,6 +172,7 @@ fn encode(id: usize, entry: &Entry) -> Vec<u8> {
     bytes
 }
 
+/// A journal that cannot be written.
 fn io(path: &Path, e: std::io::Error) -> Error {
     Error::file("write", path, e)
 }

@@ -42,7 +42,7 @@ impl PageRun {
 pub(super) fn read_manifest(dir: &Path, hint: &str) -> Result<Manifest> {
     let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path)
-        .map_err(|e| Hinted::new(format!("cannot read `{}`", path.display()), hint).because(e))?;
+        .map_err(|e| Hinted::around(Error::file("read", &path, e), hint))?;
     serde_json::from_str(&text)
         .map_err(|e| crate::report::json_error(&path, "personas manifest", &e, hint).into())
 }
