@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 
 use rand_chacha::ChaCha20Rng;
 
+use super::error::EngineError;
 use super::number::Digits;
 use super::sampling::{sample, SamplingParams};
 use super::score;
-use super::EngineError;
 use crate::model::{Cache, Llama, LogitsAt};
 use crate::tokenizer::Tokenizer;
 

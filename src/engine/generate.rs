@@ -9,8 +9,8 @@ use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::error::EngineError;
 use super::sampling::{row_rng, sample, SamplingParams};
-use super::EngineError;
 use crate::model::{Cache, Llama, LogitsAt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

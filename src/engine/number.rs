@@ -13,9 +13,9 @@
 //! [`number_distribution`], per value or per bin, by walking only the prefixes whose
 //! answers still fall into more than one bin.
 
+use super::error::EngineError;
 use super::generate::prefill;
 use super::score::log_softmax;
-use super::EngineError;
 use crate::model::{Cache, Llama, LogitsAt};
 use crate::tokenizer::Tokenizer;
 

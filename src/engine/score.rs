@@ -8,8 +8,9 @@
 
 use serde::Serialize;
 
+use super::error::EngineError;
 use super::generate::prefill;
-use super::{EngineError, SamplingParams};
+use super::sampling::SamplingParams;
 use crate::model::{Cache, Llama, LogitsAt};
 use crate::tokenizer::Tokenizer;
 

@@ -6,8 +6,9 @@
 use crate::chat::{ChatTemplate, Message};
 use crate::model::{Cache, Model};
 
+use super::error::EngineError;
 use super::generate::{continue_generation, prefill, Generation};
-use super::{EngineError, SamplingParams};
+use super::sampling::SamplingParams;
 
 pub struct ChatSession<'m> {
     model: &'m Model,

@@ -13,8 +13,8 @@ use plotters::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::data::ReportError;
 use super::stats::{ols, pearson};
-use super::ReportError;
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";

@@ -6,9 +6,10 @@
 
 use std::fmt::Write;
 
+use super::data::fmt_num;
 use super::stats::pearson;
+use super::stats::Moments;
 use super::writer::Report;
-use super::{fmt_num, Moments};
 use crate::study::{Mode, QuestionKind};
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];

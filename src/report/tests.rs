@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::data::fmt_num;
 use super::*;
 use crate::study::{parse, Person, Study};
 

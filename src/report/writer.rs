@@ -6,8 +6,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::charts::{self, HistogramData, ScatterData};
+use super::data::{
+    expected_value, fmt_num, write_manifest, Distribution, Manifest, Record, ReportError,
+};
 use super::stats::Moments;
-use super::{expected_value, fmt_num, Distribution, Manifest, Record, ReportError};
 use crate::study::{derive_seed, Construct, Mode, Person, Question, QuestionKind, Study};
 
 /// Output of one run, written as respondents finish. See the module docs for the files.
@@ -289,7 +291,7 @@ impl Report {
     /// Writes `manifest.json`; call it at the start and again at the end, so that an
     /// interrupted run still says what produced its files.
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<(), ReportError> {
-        super::write_manifest(&self.dir, manifest)
+        write_manifest(&self.dir, manifest)
     }
 
     /// Draws the charts and returns the terminal summary. Returns the chart paths too.

@@ -61,7 +61,7 @@ pub fn matmul_t(xs: &Tensor, w: &Tensor, min_rows: usize) -> candle_core::Result
     let rows = xs.elem_count() / k;
     let m = rows.max(min_rows);
     let xs = xs.contiguous()?;
-    let mut a = crate::model::with_cpu_f32(&xs, <[f32]>::to_vec)?;
+    let mut a = super::tensor::with_cpu_f32(&xs, <[f32]>::to_vec)?;
     a.resize(m * k, 0.0);
     let (w_storage, w_layout) = w.storage_and_layout();
     let Storage::Cpu(w_cpu) = &*w_storage else {

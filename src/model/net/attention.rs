@@ -6,7 +6,7 @@ use candle_core::{DType, Tensor};
 
 use super::{Block, Cache, Llama};
 use crate::model::cpu::attention;
-use crate::model::with_cpu_f32;
+use crate::model::cpu::with_cpu_f32;
 
 /// What hides cached positions from attention: an additive mask for candle's matmuls, or
 /// per-row flags for the CPU kernel of [`attention`].
@@ -38,10 +38,24 @@ impl Llama {
         Ok((cos, sin))
     }
 
+    /// What hides cached positions from the `seq` new tokens of every row of `cache`: per-row
+    /// flags for the CPU kernel, else [`Llama::mask`].
+    pub(super) fn hiding(&self, cache: &Cache, seq: usize) -> candle_core::Result<Mask> {
+        if !self.uses_cpu_attention() {
+            return Ok(Mask::Tensor(self.mask(cache, seq)?));
+        }
+        let total = cache.len() + seq;
+        Ok(Mask::Rows(
+            (0..cache.batch())
+                .map(|b| (0..total).map(|j| cache.hidden(b, j)).collect())
+                .collect(),
+        ))
+    }
+
     /// Additive mask of shape (B, 1, group*T, L): causal inside the new tokens, and hiding each
     /// row's gap (left padding, or filler after a shared prefix). `None` when nothing is hidden
     /// (one new token, no gaps).
-    pub(super) fn mask(&self, cache: &Cache, seq: usize) -> candle_core::Result<Option<Tensor>> {
+    fn mask(&self, cache: &Cache, seq: usize) -> candle_core::Result<Option<Tensor>> {
         let batch = cache.batch();
         let start = cache.len();
         let total = start + seq;

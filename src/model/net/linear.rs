@@ -6,8 +6,8 @@ use std::sync::Arc;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
+use crate::model::cpu::with_cpu_f32;
 use crate::model::cpu::{self, Half, Kernels, Packed};
-use crate::model::with_cpu_f32;
 
 /// Dense products of at least this many rows give each row the same result whatever the count.
 pub const BATCH_INVARIANT_ROWS: usize = 16;

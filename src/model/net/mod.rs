@@ -17,9 +17,8 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, D};
 
+use super::cpu::with_cpu_f32;
 use super::cpu::{self, simd, Kernels, Packed};
-use super::with_cpu_f32;
-use attention::Mask;
 pub use cache::Cache;
 pub use config::{llama3_freq_factors, Config};
 use linear::{packed_parts, BATCH_INVARIANT_ROWS};
@@ -348,16 +347,7 @@ impl Llama {
             }
         }
         let (cos, sin) = self.rope_tables(&positions, batch, seq)?;
-        let mask = if self.uses_cpu_attention() {
-            let total = start + seq;
-            Mask::Rows(
-                (0..batch)
-                    .map(|b| (0..total).map(|j| cache.hidden(b, j)).collect())
-                    .collect(),
-            )
-        } else {
-            Mask::Tensor(self.mask(cache, seq)?)
-        };
+        let mask = self.hiding(cache, seq)?;
         let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, (batch, seq), &self.device)?;
         let mut xs = self.embed.forward(&ids)?;

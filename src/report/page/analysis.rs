@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use super::RunInput;
+use super::input::RunInput;
+use crate::report::data::{expected_value, fmt_num, Distribution};
 use crate::report::stats::{cronbach_alpha, mean, mean_interval, pearson, sd, wilson_interval};
-use crate::report::{expected_value, Distribution};
 use crate::study::{AttributeValue, Construct, Mode, Person, Question};
 
 /// Categorical attributes with more levels than this are not broken down (a table of 900 ids
@@ -207,7 +207,7 @@ fn groups(values: &[Option<&AttributeValue>]) -> Option<Vec<(String, Vec<usize>)
                 .iter()
                 .map(|&x| {
                     let members = (0..numbers.len()).filter(|&i| numbers[i] == x).collect();
-                    (crate::report::fmt_num(x), members)
+                    (fmt_num(x), members)
                 })
                 .collect(),
         );
@@ -243,7 +243,7 @@ fn bands(numbers: &[f64]) -> Vec<(String, Vec<usize>)> {
                 .iter()
                 .map(|&i| numbers[i])
                 .fold(f64::NEG_INFINITY, f64::max);
-            let fmt = crate::report::fmt_num;
+            let fmt = fmt_num;
             let label = if lo == hi {
                 fmt(lo)
             } else {

@@ -7,9 +7,10 @@
 use std::fmt::Write as _;
 
 use super::analysis::{self, Cell, Row};
-use super::{escape, svg, RunInput};
+use super::input::RunInput;
+use super::{escape, svg};
+use crate::report::data::fmt_num;
 use crate::report::fidelity::{agreement, ks, mean_difference, wasserstein, Agreement};
-use crate::report::fmt_num;
 use crate::report::stats::{mean, pearson};
 use crate::study::{derive_seed, Compare, Question};
 

@@ -6,6 +6,7 @@
 
 mod analysis;
 mod compare;
+mod input;
 mod order;
 mod svg;
 
@@ -13,36 +14,16 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use analysis::{Cell, Row};
+pub use input::{Respondent, RunInput};
 
-use super::{charts, fmt_num, write_whole, Distribution, Manifest, Record, ReportError};
-use crate::study::{derive_seed, Mode, Person, QuestionKind, Study};
+use super::charts;
+use super::data::{fmt_num, write_whole, Manifest, ReportError};
+use crate::study::{derive_seed, Mode, QuestionKind};
 
 /// Free-text answers listed per question at most (the CSV files hold them all).
 const MAX_TEXT_ROWS: usize = 500;
 /// Bars of a wide number question's distinct sampled values at most.
 const MAX_VALUE_BARS: usize = 40;
-
-/// One respondent's answers, as the journal holds them.
-pub struct Respondent<'a> {
-    pub person: &'a Person,
-    pub records: &'a [Record],
-    pub distributions: &'a [Distribution],
-}
-
-/// One run's part of the page.
-pub struct RunInput<'a> {
-    /// The run's output directory, as the heading names it.
-    pub name: String,
-    pub manifest: &'a Manifest,
-    /// The study, with the run's seed, mode and samples.
-    pub study: &'a Study,
-    /// Respondents that finished, in population order.
-    pub respondents: Vec<Respondent<'a>>,
-    /// Respondents that failed, and why.
-    pub failed: Vec<(usize, String)>,
-    /// The population-share baseline of compared questions (`[compare] baseline = "share"`).
-    pub share: &'a [super::ShareBaseline],
-}
 
 /// Writes the page for `runs` to `path` and, when a run is compared with real respondents,
 /// `compare.csv` beside it; each whole or not at all (written, then renamed).

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use super::analysis::{self, Cell, Row};
-use super::{escape, svg, RunInput};
+use super::input::RunInput;
+use super::{escape, svg};
 use crate::report::stats::{mean, mean_interval, wilson_interval};
 use crate::study::Order;
 

@@ -6,7 +6,8 @@ use std::path::Path;
 use super::analysis::{self, Cell};
 use super::*;
 use crate::report::stats::{mean_interval, wilson_interval};
-use crate::study::parse;
+use crate::report::{Distribution, Record};
+use crate::study::{parse, Person, Study};
 
 const STUDY: &str = r#"seed = 5
 [persona]

@@ -20,7 +20,7 @@ mod tiles;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use super::Kernels;
+use super::kernels::Kernels;
 
 /// Lanes of the running sums of one dot product (see the module documentation).
 pub const LANES: usize = 16;
