@@ -72,7 +72,7 @@ pub struct Hinted {
     /// What went wrong; `None` says it with the source's words ([`Hinted::around`]).
     message: Option<String>,
     hint: String,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    source: Option<Source>,
 }
 
 type Source = Box<dyn std::error::Error + Send + Sync>;
@@ -95,7 +95,7 @@ impl Hinted {
         }
     }
 
-    /// The same error, caused by `source` (printed after the message by [`crate::error::render`]).
+    /// The same error, caused by `source` (said after the message).
     pub fn because(mut self, source: impl Into<Source>) -> Self {
         self.source = Some(source.into());
         self
@@ -103,9 +103,12 @@ impl Hinted {
 }
 
 impl std::fmt::Display for Hinted {
+    /// The message, then the source's own words after it, as the crate's other errors say
+    /// their causes (`cannot resume `x`: No such file ...`): `to_string` keeps the reason.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (&self.message, &self.source) {
-            (Some(message), _) => f.write_str(message),
+            (Some(message), Some(source)) => write!(f, "{message}: {source}"),
+            (Some(message), None) => f.write_str(message),
             (None, Some(source)) => source.fmt(f),
             (None, None) => Ok(()),
         }

@@ -34,7 +34,7 @@ pub enum Error {
     },
     /// An error found by the runner or the CLI, with what to do about it.
     #[error(transparent)]
-    Hinted(#[from] crate::diagnostics::Hinted),
+    Hinted(#[from] Hinted),
     /// A study the model cannot answer: `what` is the question (or the ask mode) at fault.
     #[error("{}: {what}: {source}", path.display())]
     Answer {
@@ -50,7 +50,7 @@ impl From<candle_core::Error> for Error {
     }
 }
 
-impl crate::diagnostics::Hint for Error {
+impl Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
             Error::Registry(e) => e.hint(),
@@ -145,7 +145,10 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
         let err = Hinted::new("study.toml: model: cannot load", "run `personas models`")
             .because(Hinted::new("cannot read `a.toml`", "check the path").because(io));
-        assert_eq!(err.to_string(), "study.toml: model: cannot load");
+        assert_eq!(
+            err.to_string(),
+            "study.toml: model: cannot load: cannot read `a.toml`: no such file"
+        );
         assert_eq!(
             render(&err),
             "error: study.toml: model: cannot load: cannot read `a.toml`: no such file\n\

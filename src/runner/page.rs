@@ -38,7 +38,7 @@ impl PageRun {
     }
 }
 
-/// The manifest of the run in `dir`; an error that ends with `hint` when there is none.
+/// The manifest of the run in `dir`; an error with `hint` as its hint when there is none.
 pub(super) fn read_manifest(dir: &Path, hint: &str) -> Result<Manifest> {
     let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path)
